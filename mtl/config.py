@@ -1,0 +1,82 @@
+"""The trial configuration: everything one training run needs, validated with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtl.errors import ConfigError
+from mtl.gradients import GRAD_MODES
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("none", "step", "cosine", "plateau")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    """One trial. Fields left ``None`` take the dataset's paper defaults (:class:`mtl.data.TrainDefaults`).
+
+    ``reference`` overrides the dataset's shipped STL reference (``{task: {metric: value}}``), e.g. with
+    STL results measured by the study. ``max_steps_per_epoch`` caps the batches per epoch for quick runs.
+    """
+
+    dataset: str = "synthetic"
+    method: str = "ew"
+    seed: int = 0
+    epochs: int | None = None
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    architecture: str = "hps"
+    lr: float | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    scheduler: str | None = None
+    scheduler_kwargs: dict[str, Any] | None = None
+    grad_mode: str = "exact"
+    device: str = "auto"
+    max_steps_per_epoch: int | None = None
+    reference: dict[str, dict[str, float]] | None = None
+    grad_diagnostics: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a trial config must be a mapping, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown trial config key(s) {unknown}; valid: {', '.join(sorted(names))}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        def check(cond: bool, message: str) -> None:
+            if not cond:
+                raise ConfigError(message)
+
+        check(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an integer, got {self.seed!r}")
+        check(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1), f"epochs must be >= 1, got {self.epochs!r}")
+        check(self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0), f"lr must be > 0, got {self.lr!r}")
+        check(
+            self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size >= 1),
+            f"batch_size must be >= 1, got {self.batch_size!r}",
+        )
+        check(self.optimizer is None or self.optimizer in OPTIMIZERS, f"optimizer '{self.optimizer}' unknown; valid: {', '.join(OPTIMIZERS)}")
+        check(self.scheduler is None or self.scheduler in SCHEDULERS, f"scheduler '{self.scheduler}' unknown; valid: {', '.join(SCHEDULERS)}")
+        check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check(self.grad_mode in GRAD_MODES, f"grad_mode '{self.grad_mode}' unknown; valid: {', '.join(GRAD_MODES)}")
+        check(self.device in DEVICES or self.device.startswith("cuda:"), f"device '{self.device}' unknown; valid: {', '.join(DEVICES)}, cuda:N")
+        check(
+            self.max_steps_per_epoch is None or (isinstance(self.max_steps_per_epoch, int) and self.max_steps_per_epoch >= 1),
+            f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch!r}",
+        )
+        for key in ("dataset_kwargs", "method_kwargs", "model_kwargs"):
+            check(isinstance(getattr(self, key), dict), f"{key} must be a mapping")

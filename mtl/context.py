@@ -1,0 +1,24 @@
+"""The per-step context handed to balancers and aggregators."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Where training stands when a step is taken.
+
+    Attributes:
+        epoch: 0-based epoch index.
+        step: global iteration ``k``, counted from 1 (the ``k`` of DB-MTL's ``β/k^σ``).
+        step_in_epoch: 0-based index of the batch inside the epoch.
+        steps_per_epoch: number of optimisation steps in one epoch.
+        lr_ratio: initial learning rate / current learning rate (IGBv2's ``α_lr``).
+    """
+
+    epoch: int
+    step: int
+    step_in_epoch: int = 0
+    steps_per_epoch: int = 1
+    lr_ratio: float = 1.0

@@ -1,0 +1,144 @@
+"""Methods = balancer + optional aggregator, built by name (DESIGN §1-2).
+
+Names:
+  * a balancer alone: ``ew``, ``si`` (= ``log``), ``gls``, ``rlw``, ``uw``, ``dwa``, ``imtl_l``, ``igbv1``, ``stl``
+    -> one backward of ``Σ_t ℓ_t``, no task-gradient matrix;
+  * an aggregator alone: e.g. ``max_norm`` -> EW losses (no log) + that aggregator;
+  * ``<balancer>+<aggregator>``: e.g. ``log+max_norm``, ``igbv1+max_norm``;
+  * aliases: ``db_mtl`` = ``log+max_norm`` (DB-MTL paper Table 5 "both"), whose ablations are ``si``
+    ("log only") and ``max_norm`` ("max-norm only").
+
+Keyword arguments are routed to whichever part accepts them; a name both accept must be written
+``balancer.<name>`` or ``aggregator.<name>``. Unknown names and keyword arguments raise a
+:class:`~mtl.errors.ConfigError` listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from mtl.aggregators import AGGREGATORS, Aggregator
+from mtl.balancers import BALANCERS, Balancer
+from mtl.errors import ConfigError, UnknownNameError
+
+METHOD_ALIASES: dict[str, str] = {
+    "db_mtl": "log+max_norm",
+    "dbmtl": "log+max_norm",
+    "db-mtl": "log+max_norm",
+}
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed method name."""
+
+    name: str
+    balancer: str
+    aggregator: str | None
+
+
+def valid_method_names() -> list[str]:
+    """Every single-part method name, plus the aliases (any ``<balancer>+<aggregator>`` is valid too)."""
+    return sorted(set(BALANCERS.names()) | set(AGGREGATORS.names()) | set(METHOD_ALIASES))
+
+
+def parse_method(name: str) -> MethodSpec:
+    """Resolve a method name to its balancer and aggregator (see the module docstring)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError(f"method must be a non-empty string, got {name!r}")
+    key = name.strip().lower()
+    key = METHOD_ALIASES.get(key, key)
+    parts = [p.strip() for p in key.split("+")]
+    if len(parts) == 1:
+        (part,) = parts
+        if part in BALANCERS:
+            return MethodSpec(name, BALANCERS.canonical(part), None)
+        if part in AGGREGATORS:
+            return MethodSpec(name, "ew", AGGREGATORS.canonical(part))
+        raise UnknownNameError(
+            f"unknown method '{name}'; valid: {', '.join(valid_method_names())}, "
+            f"or '<balancer>+<aggregator>' with balancers {', '.join(BALANCERS.names())} "
+            f"and aggregators {', '.join(AGGREGATORS.names())}"
+        )
+    if len(parts) == 2:
+        balancer = BALANCERS.canonical(parts[0])
+        aggregator = AGGREGATORS.canonical(parts[1])
+        if balancer == "stl":
+            raise ConfigError("stl trains a single task and cannot be combined with an aggregator")
+        return MethodSpec(name, balancer, aggregator)
+    raise ConfigError(f"method '{name}' has more than one '+'; use '<balancer>+<aggregator>'")
+
+
+def _route_kwargs(spec: MethodSpec, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    b_valid = set(BALANCERS.parameters(spec.balancer))
+    a_valid = set(AGGREGATORS.parameters(spec.aggregator)) if spec.aggregator else set()
+    b_kwargs: dict[str, Any] = {}
+    a_kwargs: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if key.startswith("balancer."):
+            b_kwargs[key.removeprefix("balancer.")] = value
+        elif key.startswith("aggregator."):
+            if spec.aggregator is None:
+                raise ConfigError(f"method '{spec.name}' has no aggregator, but got '{key}'")
+            a_kwargs[key.removeprefix("aggregator.")] = value
+        elif key in b_valid and key in a_valid:
+            raise ConfigError(
+                f"keyword argument '{key}' of method '{spec.name}' is accepted by both its balancer and its "
+                f"aggregator; write 'balancer.{key}' or 'aggregator.{key}'"
+            )
+        elif key in a_valid:
+            a_kwargs[key] = value
+        elif key in b_valid:
+            b_kwargs[key] = value
+        else:
+            valid = sorted(b_valid | a_valid)
+            raise ConfigError(
+                f"unknown keyword argument '{key}' for method '{spec.name}'; valid: {', '.join(valid) or 'none'}"
+            )
+    return b_kwargs, a_kwargs
+
+
+def method_parameters(name: str) -> dict[str, Any]:
+    """User-settable keyword arguments of a method with their defaults (for docs and search spaces)."""
+    spec = parse_method(name)
+    params = {k: p.default for k, p in BALANCERS.parameters(spec.balancer).items()}
+    if spec.aggregator:
+        params.update({k: p.default for k, p in AGGREGATORS.parameters(spec.aggregator).items()})
+    return params
+
+
+class Method(nn.Module):
+    """A balancer and an optional aggregator. Its ``state_dict()`` holds both parts' whole state."""
+
+    def __init__(self, spec: MethodSpec, balancer: Balancer, aggregator: Aggregator | None) -> None:
+        super().__init__()
+        self.spec = spec
+        self.balancer = balancer
+        self.aggregator = aggregator
+
+    @property
+    def needs_task_gradients(self) -> bool:
+        return self.aggregator is not None
+
+    def extra_parameters(self) -> Iterator[nn.Parameter]:
+        """Learnable parameters of the method itself (UW's log-variances, IMTL-L's scales)."""
+        return self.parameters()
+
+    def extra_repr(self) -> str:
+        return f"name={self.spec.name!r}"
+
+
+def build_method(
+    name: str, task_names: list[str], seed: int = 0, **kwargs: Any
+) -> Method:
+    """Build a method for the given tasks. ``seed`` seeds stochastic methods (RLW, IGBv2)."""
+    spec = parse_method(name)
+    b_kwargs, a_kwargs = _route_kwargs(spec, kwargs)
+    context = {"num_tasks": len(task_names), "task_names": list(task_names), "seed": int(seed)}
+    balancer = BALANCERS.build(spec.balancer, context=context, **b_kwargs)
+    aggregator = AGGREGATORS.build(spec.aggregator, context=context, **a_kwargs) if spec.aggregator else None
+    return Method(spec, balancer, aggregator)

@@ -1,0 +1,99 @@
+"""One training step's backward pass, following the contract of DESIGN §2.
+
+losses ``L`` [T] -> balancer: ``λ`` and ``ℓ_t = λ_t f(L_t)`` -> (if the method has an aggregator)
+``G`` [T, P] from :mod:`mtl.gradients` -> aggregator -> shared update; heads get ``∇ Σ_t w_t ℓ_t``.
+Methods without an aggregator spend a single backward of ``Σ_t ℓ_t``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mtl.context import StepContext
+from mtl.errors import NonFiniteLossError
+from mtl.gradients import (
+    accumulate_grad,
+    combine_others,
+    gradient_diagnostics,
+    task_gradients,
+    write_flat_grad,
+)
+from mtl.methods import Method
+
+
+@dataclass
+class StepStats:
+    """Detached per-step diagnostics. ``grad_norms``/``grad_cos`` are None when ``G`` was not computed."""
+
+    weights: Tensor
+    grad_norms: Tensor | None = None
+    grad_cos: float | None = None
+
+
+def check_finite(losses: Tensor, task_names: Sequence[str], ctx: StepContext) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first task whose loss is NaN or infinite."""
+    finite = torch.isfinite(losses.detach())
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0])
+        raise NonFiniteLossError(task_names[bad], float(losses[bad].detach()), ctx.epoch, ctx.step)
+
+
+def backward(
+    method: Method,
+    losses: Tensor,
+    ctx: StepContext,
+    *,
+    task_names: Sequence[str],
+    shared_params: Sequence[Tensor],
+    other_params: Sequence[Tensor],
+    grad_mode: str = "exact",
+    rep: Tensor | None = None,
+    diagnostics: bool = False,
+) -> StepStats:
+    """Fill ``.grad`` of all parameters for one step. ``rep`` is the shared representation (``rep`` mode).
+
+    ``diagnostics=True`` computes ``G`` for per-task gradient norms and cosine similarity even for methods
+    that do not need it (one extra set of VJPs).
+    """
+    check_finite(losses, task_names, ctx)
+    balanced = method.balancer(losses, ctx)
+    terms = balanced.terms
+    target = [rep] if grad_mode == "rep" else list(shared_params)
+    if grad_mode == "rep" and rep is None:
+        raise ValueError("grad_mode 'rep' needs the shared representation")
+
+    if method.aggregator is None:
+        stats = StepStats(weights=balanced.weights)
+        if diagnostics:
+            grads = task_gradients(terms, target, (), mode=grad_mode, retain_graph=True)
+            stats.grad_norms, stats.grad_cos = gradient_diagnostics(grads.matrix.detach())
+        terms.sum().backward()
+        return stats
+
+    aggregator = method.aggregator
+    grads = task_gradients(
+        terms, target, other_params, mode=grad_mode, per_task_others=aggregator.weights_heads,
+        retain_graph=grad_mode == "rep",
+    )
+    matrix = grads.matrix.detach()
+    result = aggregator(matrix, ctx)
+    if not bool(torch.isfinite(result.shared).all()):
+        raise FloatingPointError(
+            f"aggregator '{method.spec.aggregator}' produced a non-finite update at epoch {ctx.epoch}, "
+            f"step {ctx.step}"
+        )
+    if grad_mode == "rep":
+        torch.autograd.backward(rep, grad_tensors=result.shared.view_as(rep))
+    else:
+        write_flat_grad(shared_params, result.shared)
+    others = [p for p in other_params if p.requires_grad]
+    accumulate_grad(others, combine_others(grads, result.task_weights if aggregator.weights_heads else None))
+
+    norms, cos = gradient_diagnostics(matrix)
+    weights = result.task_weights.detach() if result.task_weights is not None else balanced.weights
+    return StepStats(weights=weights, grad_norms=norms, grad_cos=cos if not math.isnan(cos) else None)

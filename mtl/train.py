@@ -1,0 +1,339 @@
+"""The trainer: ``fit(config, reporter)`` yields one record per epoch and resumes exactly from a state dict.
+
+A record is a flat mapping (ready for a Parquet row):
+``epoch`` (0-based), ``lr``, ``steps``, ``time_train``/``time_eval``/``time_epoch`` (s),
+``train_loss/<task>``, ``weight/<task>`` (epoch mean of the effective task weights),
+``grad_norm/<task>`` and ``grad_cos`` (epoch mean of per-task gradient norms and of the mean pairwise
+cosine similarity; NaN when not measured), ``val/<task>/<metric>``, ``test/<task>/<metric>``,
+``val_loss/<task>``, ``val_delta_p``, ``test_delta_p``, ``val_delta_m``, ``test_delta_m``.
+
+The reporter is called as ``reporter(record, checkpoint)``; ``checkpoint()`` returns the full state dict
+(model, optimizer, scheduler, method state, RNG states, records so far) to save, and raising
+:class:`StopTraining` from the reporter ends training cleanly after that epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mtl.config import TrainConfig
+from mtl.context import StepContext
+from mtl.data import MTLDataset, build_dataset
+from mtl.errors import ConfigError
+from mtl.evaluation import delta_m, delta_p
+from mtl.methods import Method, build_method
+from mtl.models.base import MultiTaskModel
+from mtl.step import backward
+
+STATE_VERSION = 1
+Record = dict[str, Any]
+Reporter = Callable[[Record, Callable[[], dict[str, Any]]], None]
+
+
+class StopTraining(Exception):
+    """Raise from a reporter to stop after the current epoch."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def resolve_config(config: TrainConfig, dataset: MTLDataset) -> TrainConfig:
+    """Fill unset training settings from the dataset's paper defaults."""
+    d = dataset.defaults
+    values = config.to_dict()
+    for key, default in (
+        ("epochs", d.epochs), ("lr", d.lr), ("batch_size", d.batch_size), ("optimizer", d.optimizer),
+        ("weight_decay", d.weight_decay), ("scheduler", d.scheduler),
+        ("scheduler_kwargs", dict(d.scheduler_kwargs)),
+    ):
+        if values[key] is None:
+            values[key] = default
+    return TrainConfig.from_dict(values)
+
+
+def build_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+
+
+def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
+    kwargs = dict(config.scheduler_kwargs or {})
+    try:
+        if config.scheduler == "step":
+            kwargs.setdefault("step_size", 100)
+            kwargs.setdefault("gamma", 0.5)
+            return torch.optim.lr_scheduler.StepLR(optimizer, **kwargs)
+        if config.scheduler == "cosine":
+            kwargs.setdefault("T_max", config.epochs)
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **kwargs)
+        if config.scheduler == "plateau":
+            for key, value in (("factor", 0.7), ("patience", 5), ("min_lr", 1e-5)):
+                kwargs.setdefault(key, value)
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad scheduler_kwargs for scheduler '{config.scheduler}': {exc}") from exc
+    if kwargs:
+        raise ConfigError(f"scheduler 'none' takes no scheduler_kwargs, got {sorted(kwargs)}")
+    return None
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskModel, dataset: MTLDataset, split: str, batch_size: int, device: torch.device) -> tuple[dict, list[float]]:
+    """Metrics ``{task: {metric: value}}`` and mean per-task loss over a whole split."""
+    model.eval()
+    acc = dataset.metric_accumulator()
+    loss_sum = torch.zeros(len(dataset.tasks), dtype=torch.float64)
+    batches = 0
+    for inputs, targets in dataset.loader(split, batch_size, shuffle=False, seed=0, epoch=0):
+        inputs, targets = dataset.to_device(inputs, device), dataset.to_device(targets, device)
+        preds = model(inputs)
+        loss_sum += dataset.losses(preds, targets).detach().double().cpu()
+        acc.update(preds, targets)
+        batches += 1
+    model.train()
+    return acc.compute(), (loss_sum / max(batches, 1)).tolist()
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2**32))
+    random.seed(seed)
+
+
+class Trainer:
+    """Holds a run's objects; :func:`fit` is the functional entry point."""
+
+    def __init__(self, config: TrainConfig, dataset: MTLDataset | None = None) -> None:
+        config.validate()
+        self.dataset = dataset if dataset is not None else build_dataset(config.dataset, **config.dataset_kwargs)
+        self.config = resolve_config(config, self.dataset)
+        self.device = resolve_device(self.config.device)
+        seed_everything(self.config.seed)
+        self.model: MultiTaskModel = self.dataset.build_model(self.config.architecture, **self.config.model_kwargs)
+        self.model.to(self.device)
+        if self.config.grad_mode == "rep" and not self.model.has_shared_representation:
+            raise ConfigError(f"grad_mode 'rep' needs a single shared representation; architecture "
+                              f"'{self.config.architecture}' has none: use 'exact'")
+        self.task_names = self.dataset.task_names
+        self.method: Method = build_method(self.config.method, self.task_names, seed=self.config.seed,
+                                           **self.config.method_kwargs).to(self.device)
+        self.shared_params = [p for p in self.model.shared_parameters() if p.requires_grad]
+        self.other_params = [p for p in self.model.task_parameters() if p.requires_grad]
+        self.other_params += list(self.method.extra_parameters())
+        self._check_parameter_split()
+        self.optimizer = build_optimizer(self.config, [*self.model.parameters(), *self.method.extra_parameters()])
+        self.scheduler = build_scheduler(self.config, self.optimizer)
+        self.initial_lr = float(self.config.lr)
+        self.reference = self.config.reference if self.config.reference is not None else self.dataset.reference
+        self.higher_is_better = self.dataset.higher_is_better
+        self.epoch = 0  # next epoch to run
+        self.global_step = 0
+        self.records: list[Record] = []
+
+    def _check_parameter_split(self) -> None:
+        shared = {id(p) for p in self.shared_params}
+        task = {id(p) for p in self.model.task_parameters()}
+        if shared & task:
+            raise ValueError("a parameter is both shared and task-specific")
+        missing = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in shared | task]
+        if missing:
+            raise ValueError(f"parameters neither shared nor task-specific: {missing[:5]}")
+
+    # -- state -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "method": self.method.state_dict(),
+            "rng": _rng_state(),
+            "records": [dict(r) for r in self.records],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ConfigError(f"checkpoint version {state.get('version')} is not {STATE_VERSION}")
+        saved = state["config"]
+        for key in ("dataset", "method", "seed", "architecture", "method_kwargs", "dataset_kwargs"):
+            if saved.get(key) != self.config.to_dict()[key]:
+                raise ConfigError(f"checkpoint was made with {key}={saved.get(key)!r}, "
+                                  f"this run has {key}={self.config.to_dict()[key]!r}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.method.load_state_dict(state["method"])
+        _set_rng_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state["global_step"])
+        self.records = [dict(r) for r in state["records"]]
+
+    # -- training ----------------------------------------------------------------------------------
+    def steps_per_epoch(self) -> int:
+        n = math.ceil(self.dataset.split_size("train") / self.config.batch_size)
+        return min(n, self.config.max_steps_per_epoch) if self.config.max_steps_per_epoch else n
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_epoch(self, progress: bool = False) -> dict[str, Any]:
+        cfg, T = self.config, len(self.task_names)
+        steps = self.steps_per_epoch()
+        loss_sum = torch.zeros(T, dtype=torch.float64)
+        weight_sum = torch.zeros(T, dtype=torch.float64)
+        norm_sum = torch.zeros(T, dtype=torch.float64)
+        cos_sum, n_norm, n_cos = 0.0, 0, 0
+        self.model.train()
+        batches = self.dataset.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=steps, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False, unit="step")
+        done = 0
+        for i, (inputs, targets) in enumerate(batches):
+            if i >= steps:
+                break
+            inputs, targets = self.dataset.to_device(inputs, self.device), self.dataset.to_device(targets, self.device)
+            self.optimizer.zero_grad(set_to_none=True)
+            if cfg.grad_mode == "rep":
+                rep = self.model.encode(inputs)
+                preds = self.model.decode(rep)
+            else:
+                rep, preds = None, self.model(inputs)
+            losses = self.dataset.losses(preds, targets)
+            ctx = StepContext(epoch=self.epoch, step=self.global_step + 1, step_in_epoch=i,
+                              steps_per_epoch=steps, lr_ratio=self.initial_lr / self.current_lr())
+            stats = backward(
+                self.method, losses, ctx, task_names=self.task_names, shared_params=self.shared_params,
+                other_params=self.other_params, grad_mode=cfg.grad_mode, rep=rep,
+                diagnostics=cfg.grad_diagnostics and i == 0 and not self.method.needs_task_gradients,
+            )
+            self.optimizer.step()
+            self.global_step += 1
+            done += 1
+            loss_sum += losses.detach().double().cpu()
+            weight_sum += stats.weights.detach().double().cpu()
+            if stats.grad_norms is not None:
+                norm_sum += stats.grad_norms.double().cpu()
+                n_norm += 1
+            if stats.grad_cos is not None and not math.isnan(stats.grad_cos):
+                cos_sum += stats.grad_cos
+                n_cos += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(losses.detach().sum()):.4g}")
+        if bar is not None:
+            bar.close()
+        if done == 0:
+            raise ConfigError("the training split produced no batches")
+        mean_losses = (loss_sum / done).float()
+        self.method.balancer.end_epoch(self.epoch, mean_losses)
+        nan = float("nan")
+        out: dict[str, Any] = {"steps": done}
+        for t, name in enumerate(self.task_names):
+            out[f"train_loss/{name}"] = float(mean_losses[t])
+            out[f"weight/{name}"] = float(weight_sum[t] / done)
+            out[f"grad_norm/{name}"] = float(norm_sum[t] / n_norm) if n_norm else nan
+        out["grad_cos"] = cos_sum / n_cos if n_cos else nan
+        return out
+
+    def run_epoch(self, progress: bool = False) -> Record:
+        record: Record = {"epoch": self.epoch, "lr": self.current_lr()}
+        t0 = time.perf_counter()
+        record.update(self.train_epoch(progress=progress))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t1 = time.perf_counter()
+        bs = self.config.batch_size
+        val, val_loss = evaluate(self.model, self.dataset, "val", bs, self.device)
+        test, _ = evaluate(self.model, self.dataset, "test", bs, self.device)
+        for name, split in (("val", val), ("test", test)):
+            for task, metrics in split.items():
+                for metric, value in metrics.items():
+                    record[f"{name}/{task}/{metric}"] = float(value)
+        for t, name in enumerate(self.task_names):
+            record[f"val_loss/{name}"] = float(val_loss[t])
+        nan = float("nan")
+        if self.reference is not None:
+            record["val_delta_p"] = delta_p(val, self.reference, self.higher_is_better)
+            record["test_delta_p"] = delta_p(test, self.reference, self.higher_is_better)
+            record["val_delta_m"] = delta_m(val, self.reference, self.higher_is_better)
+            record["test_delta_m"] = delta_m(test, self.reference, self.higher_is_better)
+        else:
+            for key in ("val_delta_p", "test_delta_p", "val_delta_m", "test_delta_m"):
+                record[key] = nan
+        t2 = time.perf_counter()
+        record.update(time_train=t1 - t0, time_eval=t2 - t1, time_epoch=t2 - t0)
+        if self.scheduler is not None:
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                metric = record["val_delta_p"]
+                if math.isnan(metric):
+                    metric = -sum(val_loss)
+                self.scheduler.step(metric)
+            else:
+                self.scheduler.step()
+        self.records.append(record)
+        self.epoch += 1
+        return record
+
+
+def fit(
+    config: TrainConfig,
+    reporter: Reporter | None = None,
+    state: dict[str, Any] | None = None,
+    *,
+    dataset: MTLDataset | None = None,
+    progress: bool = False,
+) -> list[Record]:
+    """Train ``config`` for ``config.epochs`` epochs (or resume from ``state``) and return all records.
+
+    Bit-identical on CPU whether or not the run was interrupted and resumed from a checkpoint state:
+    data order is a function of (seed, epoch) and every RNG is restored.
+    """
+    trainer = Trainer(config, dataset=dataset)
+    if state is not None:
+        trainer.load_state_dict(state)
+    while trainer.epoch < trainer.config.epochs:
+        record = trainer.run_epoch(progress=progress)
+        if reporter is not None:
+            try:
+                reporter(record, trainer.state_dict)
+            except StopTraining:
+                break
+    return trainer.records
