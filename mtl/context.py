@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 
 @dataclass(frozen=True)
 class StepContext:
@@ -15,6 +17,8 @@ class StepContext:
         step_in_epoch: 0-based index of the batch inside the epoch.
         steps_per_epoch: number of optimisation steps in one epoch.
         lr_ratio: initial learning rate / current learning rate (IGBv2's ``α_lr``).
+        losses: the step's raw per-task losses [T], detached (filled by :func:`mtl.step.backward` before the
+            aggregator runs; GradNorm and other loss-aware aggregators read it).
     """
 
     epoch: int
@@ -22,3 +26,4 @@ class StepContext:
     step_in_epoch: int = 0
     steps_per_epoch: int = 1
     lr_ratio: float = 1.0
+    losses: Tensor | None = None

@@ -7,6 +7,7 @@ Methods without an aggregator spend a single backward of ``Σ_t ℓ_t``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ def backward(
         retain_graph=grad_mode == "rep",
     )
     matrix = grads.matrix.detach()
-    result = aggregator(matrix, ctx)
+    result = aggregator(matrix, dataclasses.replace(ctx, losses=losses.detach()))
     if not bool(torch.isfinite(result.shared).all()):
         raise FloatingPointError(
             f"aggregator '{method.spec.aggregator}' produced a non-finite update at epoch {ctx.epoch}, "
