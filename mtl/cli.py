@@ -1,8 +1,8 @@
 """``mtl`` command line: train one configuration and print per-epoch progress; list methods and datasets.
 
-    mtl train --dataset synthetic --method db_mtl --seed 0 --epochs 3
-    mtl train --dataset synthetic --method db_mtl -m beta=0.5 -m alpha_strategy=mean
-    mtl methods
+mtl train --dataset synthetic --method db_mtl --seed 0 --epochs 3
+mtl train --dataset synthetic --method db_mtl -m beta=0.5 -m alpha_strategy=mean
+mtl methods
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"building dataset '{config.dataset}' ...", file=sys.stderr, flush=True)
     dataset = build_dataset(config.dataset, **config.dataset_kwargs)
     names = dataset.task_names
-    out = open(args.out, "w") if args.out else None  # noqa: SIM115
+    out = open(args.out, "w") if args.out else None
 
     def reporter(record: dict[str, Any], _checkpoint: Any) -> None:
         print(format_record(record, epochs, names), flush=True)
@@ -78,16 +78,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mtl.train import resolve_config
 
     epochs = resolve_config(config, dataset).epochs
-    print(f"training {config.method} on {config.dataset} ({len(names)} tasks, seed {config.seed}, "
-          f"{epochs} epochs)", flush=True)
+    print(
+        f"training {config.method} on {config.dataset} ({len(names)} tasks, seed {config.seed}, "
+        f"{epochs} epochs)",
+        flush=True,
+    )
     try:
         records = fit(config, reporter, dataset=dataset, progress=args.progress)
     finally:
         if out is not None:
             out.close()
     best = max(records, key=lambda r: r["val_delta_p"] if not math.isnan(r["val_delta_p"]) else -math.inf)
-    print(f"best val Δp {best['val_delta_p']:+.2f}% at epoch {best['epoch'] + 1} "
-          f"(test Δp {best['test_delta_p']:+.2f}%)")
+    print(
+        f"best val Δp {best['val_delta_p']:+.2f}% at epoch {best['epoch'] + 1} "
+        f"(test Δp {best['test_delta_p']:+.2f}%)"
+    )
     return 0
 
 
@@ -139,7 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--progress", action="store_true", help="show a per-step progress bar")
     train.set_defaults(func=cmd_train)
     sub.add_parser("methods", help="list methods and their keyword arguments").set_defaults(func=cmd_methods)
-    sub.add_parser("datasets", help="list datasets and their keyword arguments").set_defaults(func=cmd_datasets)
+    sub.add_parser("datasets", help="list datasets and their keyword arguments").set_defaults(
+        func=cmd_datasets
+    )
     return parser
 
 

@@ -62,20 +62,45 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(message)
 
-        check(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an integer, got {self.seed!r}")
-        check(self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1), f"epochs must be >= 1, got {self.epochs!r}")
-        check(self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0), f"lr must be > 0, got {self.lr!r}")
+        check(
+            isinstance(self.seed, int) and not isinstance(self.seed, bool),
+            f"seed must be an integer, got {self.seed!r}",
+        )
+        check(
+            self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
+            f"epochs must be >= 1, got {self.epochs!r}",
+        )
+        check(
+            self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0),
+            f"lr must be > 0, got {self.lr!r}",
+        )
         check(
             self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size >= 1),
             f"batch_size must be >= 1, got {self.batch_size!r}",
         )
-        check(self.optimizer is None or self.optimizer in OPTIMIZERS, f"optimizer '{self.optimizer}' unknown; valid: {', '.join(OPTIMIZERS)}")
-        check(self.scheduler is None or self.scheduler in SCHEDULERS, f"scheduler '{self.scheduler}' unknown; valid: {', '.join(SCHEDULERS)}")
-        check(self.weight_decay is None or self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        check(self.grad_mode in GRAD_MODES, f"grad_mode '{self.grad_mode}' unknown; valid: {', '.join(GRAD_MODES)}")
-        check(self.device in DEVICES or self.device.startswith("cuda:"), f"device '{self.device}' unknown; valid: {', '.join(DEVICES)}, cuda:N")
         check(
-            self.max_steps_per_epoch is None or (isinstance(self.max_steps_per_epoch, int) and self.max_steps_per_epoch >= 1),
+            self.optimizer is None or self.optimizer in OPTIMIZERS,
+            f"optimizer '{self.optimizer}' unknown; valid: {', '.join(OPTIMIZERS)}",
+        )
+        check(
+            self.scheduler is None or self.scheduler in SCHEDULERS,
+            f"scheduler '{self.scheduler}' unknown; valid: {', '.join(SCHEDULERS)}",
+        )
+        check(
+            self.weight_decay is None or self.weight_decay >= 0,
+            f"weight_decay must be >= 0, got {self.weight_decay!r}",
+        )
+        check(
+            self.grad_mode in GRAD_MODES,
+            f"grad_mode '{self.grad_mode}' unknown; valid: {', '.join(GRAD_MODES)}",
+        )
+        check(
+            self.device in DEVICES or self.device.startswith("cuda:"),
+            f"device '{self.device}' unknown; valid: {', '.join(DEVICES)}, cuda:N",
+        )
+        check(
+            self.max_steps_per_epoch is None
+            or (isinstance(self.max_steps_per_epoch, int) and self.max_steps_per_epoch >= 1),
             f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch!r}",
         )
         for key in ("dataset_kwargs", "method_kwargs", "model_kwargs"):

@@ -37,7 +37,9 @@ def _relative_terms(
                 raise ConfigError(f"metric '{task}/{metric}' has no higher_is_better flag")
             ref = float(ref)
             if ref == 0.0 or not math.isfinite(ref):
-                raise ConfigError(f"reference value of '{task}/{metric}' must be finite and non-zero, got {ref}")
+                raise ConfigError(
+                    f"reference value of '{task}/{metric}' must be finite and non-zero, got {ref}"
+                )
             value = float(result[task][metric])
             sign = sign_if_higher if higher_is_better[task][metric] else -sign_if_higher
             terms[task].append(sign * (value - ref) / ref)

@@ -64,8 +64,13 @@ def task_gradients(
     if mode == "exact_vmap":
         eye = torch.eye(num_tasks, dtype=terms.dtype, device=terms.device)
         batched = torch.autograd.grad(
-            terms, targets, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph,
-            allow_unused=True, materialize_grads=True,
+            terms,
+            targets,
+            grad_outputs=eye,
+            is_grads_batched=True,
+            retain_graph=retain_graph,
+            allow_unused=True,
+            materialize_grads=True,
         )
         matrix = torch.cat([g.reshape(num_tasks, -1) for g in batched[:n_shared]], dim=1)
         other_rows = [[g[t] for g in batched[n_shared:]] for t in range(num_tasks)]

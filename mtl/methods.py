@@ -1,7 +1,8 @@
 """Methods = balancer + optional aggregator, built by name (DESIGN §1-2).
 
 Names:
-  * a balancer alone: ``ew``, ``si`` (= ``log``), ``gls``, ``rlw``, ``uw``, ``dwa``, ``imtl_l``, ``igbv1``, ``stl``
+  * a balancer alone: ``ew``, ``si`` (= ``log``), ``gls``, ``rlw``, ``uw``, ``dwa``, ``imtl_l``, ``igbv1``,
+    ``stl``
     -> one backward of ``Σ_t ℓ_t``, no task-gradient matrix;
   * an aggregator alone: e.g. ``max_norm`` -> EW losses (no log) + that aggregator;
   * ``<balancer>+<aggregator>``: e.g. ``log+max_norm``, ``igbv1+max_norm``;
@@ -95,10 +96,8 @@ def _route_kwargs(spec: MethodSpec, kwargs: dict[str, Any]) -> tuple[dict[str, A
         elif key in b_valid:
             b_kwargs[key] = value
         else:
-            valid = sorted(b_valid | a_valid)
-            raise ConfigError(
-                f"unknown keyword argument '{key}' for method '{spec.name}'; valid: {', '.join(valid) or 'none'}"
-            )
+            valid = ", ".join(sorted(b_valid | a_valid)) or "none"
+            raise ConfigError(f"unknown keyword argument '{key}' for method '{spec.name}'; valid: {valid}")
     return b_kwargs, a_kwargs
 
 
@@ -132,9 +131,7 @@ class Method(nn.Module):
         return f"name={self.spec.name!r}"
 
 
-def build_method(
-    name: str, task_names: list[str], seed: int = 0, **kwargs: Any
-) -> Method:
+def build_method(name: str, task_names: list[str], seed: int = 0, **kwargs: Any) -> Method:
     """Build a method for the given tasks. ``seed`` seeds stochastic methods (RLW, IGBv2)."""
     spec = parse_method(name)
     b_kwargs, a_kwargs = _route_kwargs(spec, kwargs)

@@ -58,7 +58,9 @@ class Registry(Generic[T]):
         key = self._aliases.get(key, key)
         if key not in self._entries:
             valid = ", ".join(self.names())
-            raise UnknownNameError(f"unknown {self.kind} '{name}'{_suggest(key, self._entries)}; valid: {valid}")
+            raise UnknownNameError(
+                f"unknown {self.kind} '{name}'{_suggest(key, self._entries)}; valid: {valid}"
+            )
         return key
 
     def factory(self, name: str) -> Callable[..., T]:

@@ -78,7 +78,11 @@ def backward(
 
     aggregator = method.aggregator
     grads = task_gradients(
-        terms, target, other_params, mode=grad_mode, per_task_others=aggregator.weights_heads,
+        terms,
+        target,
+        other_params,
+        mode=grad_mode,
+        per_task_others=aggregator.weights_heads,
         retain_graph=grad_mode == "rep",
     )
     matrix = grads.matrix.detach()

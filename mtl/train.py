@@ -55,8 +55,12 @@ def resolve_config(config: TrainConfig, dataset: MTLDataset) -> TrainConfig:
     d = dataset.defaults
     values = config.to_dict()
     for key, default in (
-        ("epochs", d.epochs), ("lr", d.lr), ("batch_size", d.batch_size), ("optimizer", d.optimizer),
-        ("weight_decay", d.weight_decay), ("scheduler", d.scheduler),
+        ("epochs", d.epochs),
+        ("lr", d.lr),
+        ("batch_size", d.batch_size),
+        ("optimizer", d.optimizer),
+        ("weight_decay", d.weight_decay),
+        ("scheduler", d.scheduler),
         ("scheduler_kwargs", dict(d.scheduler_kwargs)),
     ):
         if values[key] is None:
@@ -94,7 +98,9 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> An
 
 
 @torch.no_grad()
-def evaluate(model: MultiTaskModel, dataset: MTLDataset, split: str, batch_size: int, device: torch.device) -> tuple[dict, list[float]]:
+def evaluate(
+    model: MultiTaskModel, dataset: MTLDataset, split: str, batch_size: int, device: torch.device
+) -> tuple[dict, list[float]]:
     """Metrics ``{task: {metric: value}}`` and mean per-task loss over a whole split."""
     model.eval()
     acc = dataset.metric_accumulator()
@@ -136,26 +142,37 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, dataset: MTLDataset | None = None) -> None:
         config.validate()
-        self.dataset = dataset if dataset is not None else build_dataset(config.dataset, **config.dataset_kwargs)
+        self.dataset = (
+            dataset if dataset is not None else build_dataset(config.dataset, **config.dataset_kwargs)
+        )
         self.config = resolve_config(config, self.dataset)
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
-        self.model: MultiTaskModel = self.dataset.build_model(self.config.architecture, **self.config.model_kwargs)
+        self.model: MultiTaskModel = self.dataset.build_model(
+            self.config.architecture, **self.config.model_kwargs
+        )
         self.model.to(self.device)
         if self.config.grad_mode == "rep" and not self.model.has_shared_representation:
-            raise ConfigError(f"grad_mode 'rep' needs a single shared representation; architecture "
-                              f"'{self.config.architecture}' has none: use 'exact'")
+            raise ConfigError(
+                f"grad_mode 'rep' needs a single shared representation; architecture "
+                f"'{self.config.architecture}' has none: use 'exact'"
+            )
         self.task_names = self.dataset.task_names
-        self.method: Method = build_method(self.config.method, self.task_names, seed=self.config.seed,
-                                           **self.config.method_kwargs).to(self.device)
+        self.method: Method = build_method(
+            self.config.method, self.task_names, seed=self.config.seed, **self.config.method_kwargs
+        ).to(self.device)
         self.shared_params = [p for p in self.model.shared_parameters() if p.requires_grad]
         self.other_params = [p for p in self.model.task_parameters() if p.requires_grad]
         self.other_params += list(self.method.extra_parameters())
         self._check_parameter_split()
-        self.optimizer = build_optimizer(self.config, [*self.model.parameters(), *self.method.extra_parameters()])
+        self.optimizer = build_optimizer(
+            self.config, [*self.model.parameters(), *self.method.extra_parameters()]
+        )
         self.scheduler = build_scheduler(self.config, self.optimizer)
         self.initial_lr = float(self.config.lr)
-        self.reference = self.config.reference if self.config.reference is not None else self.dataset.reference
+        self.reference = (
+            self.config.reference if self.config.reference is not None else self.dataset.reference
+        )
         self.higher_is_better = self.dataset.higher_is_better
         self.epoch = 0  # next epoch to run
         self.global_step = 0
@@ -166,7 +183,9 @@ class Trainer:
         task = {id(p) for p in self.model.task_parameters()}
         if shared & task:
             raise ValueError("a parameter is both shared and task-specific")
-        missing = [n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in shared | task]
+        missing = [
+            n for n, p in self.model.named_parameters() if p.requires_grad and id(p) not in shared | task
+        ]
         if missing:
             raise ValueError(f"parameters neither shared nor task-specific: {missing[:5]}")
 
@@ -191,8 +210,10 @@ class Trainer:
         saved = state["config"]
         for key in ("dataset", "method", "seed", "architecture", "method_kwargs", "dataset_kwargs"):
             if saved.get(key) != self.config.to_dict()[key]:
-                raise ConfigError(f"checkpoint was made with {key}={saved.get(key)!r}, "
-                                  f"this run has {key}={self.config.to_dict()[key]!r}")
+                raise ConfigError(
+                    f"checkpoint was made with {key}={saved.get(key)!r}, "
+                    f"this run has {key}={self.config.to_dict()[key]!r}"
+                )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state["scheduler"] is not None:
@@ -229,7 +250,10 @@ class Trainer:
         for i, (inputs, targets) in enumerate(batches):
             if i >= steps:
                 break
-            inputs, targets = self.dataset.to_device(inputs, self.device), self.dataset.to_device(targets, self.device)
+            inputs, targets = (
+                self.dataset.to_device(inputs, self.device),
+                self.dataset.to_device(targets, self.device),
+            )
             self.optimizer.zero_grad(set_to_none=True)
             if cfg.grad_mode == "rep":
                 rep = self.model.encode(inputs)
@@ -237,11 +261,22 @@ class Trainer:
             else:
                 rep, preds = None, self.model(inputs)
             losses = self.dataset.losses(preds, targets)
-            ctx = StepContext(epoch=self.epoch, step=self.global_step + 1, step_in_epoch=i,
-                              steps_per_epoch=steps, lr_ratio=self.initial_lr / self.current_lr())
+            ctx = StepContext(
+                epoch=self.epoch,
+                step=self.global_step + 1,
+                step_in_epoch=i,
+                steps_per_epoch=steps,
+                lr_ratio=self.initial_lr / self.current_lr(),
+            )
             stats = backward(
-                self.method, losses, ctx, task_names=self.task_names, shared_params=self.shared_params,
-                other_params=self.other_params, grad_mode=cfg.grad_mode, rep=rep,
+                self.method,
+                losses,
+                ctx,
+                task_names=self.task_names,
+                shared_params=self.shared_params,
+                other_params=self.other_params,
+                grad_mode=cfg.grad_mode,
+                rep=rep,
                 diagnostics=cfg.grad_diagnostics and i == 0 and not self.method.needs_task_gradients,
             )
             self.optimizer.step()

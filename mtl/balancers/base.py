@@ -47,7 +47,7 @@ class Balancer(nn.Module):
         weights = self.compute_weights(losses.detach(), ctx).detach().to(losses.dtype)
         return BalanceResult(terms=weights * self.transform(losses), weights=weights)
 
-    def end_epoch(self, epoch: int, mean_losses: Tensor) -> None:  # noqa: B027 - optional hook
+    def end_epoch(self, epoch: int, mean_losses: Tensor) -> None:
         """Called after each training epoch with the mean raw training loss per task."""
 
     def get_extra_state(self) -> dict:

@@ -58,7 +58,9 @@ class SingleTask(Balancer):
         elif task in task_names:
             index = task_names.index(task)
         else:
-            raise ConfigError(f"stl task '{task}' is not a task of this dataset; valid: {', '.join(task_names)}")
+            raise ConfigError(
+                f"stl task '{task}' is not a task of this dataset; valid: {', '.join(task_names)}"
+            )
         self.task_index = index
         self.task_name = task_names[index]
 

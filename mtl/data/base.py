@@ -92,7 +92,7 @@ class MTLDataset(ABC):
 
 
 def move_to(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, Tensor) or hasattr(obj, "to") and callable(obj.to):
+    if isinstance(obj, Tensor) or (hasattr(obj, "to") and callable(obj.to)):
         return obj.to(device, non_blocking=True)
     if isinstance(obj, dict):
         return {k: move_to(v, device) for k, v in obj.items()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -33,10 +34,12 @@ class HPS(MultiTaskModel):
         return self.heads.parameters()
 
 
-def mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, last_activation: bool = True) -> nn.Sequential:
+def mlp(
+    sizes: list[int], activation: type[nn.Module] = nn.ReLU, last_activation: bool = True
+) -> nn.Sequential:
     """A plain MLP ``sizes[0] -> ... -> sizes[-1]``."""
     layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         layers.append(nn.Linear(a, b))
         if last_activation or i < len(sizes) - 2:
             layers.append(activation())

@@ -1,0 +1,186 @@
+"""The trainer: records, exact resume, NaN handling, IGBv1 timing."""
+
+import io
+import math
+
+import pytest
+import torch
+
+from mtl.config import TrainConfig
+from mtl.errors import ConfigError, NonFiniteLossError
+from mtl.train import StopTraining, Trainer, fit
+
+TIME_KEYS = {"time_train", "time_eval", "time_epoch"}
+
+
+def _config(method="db_mtl", epochs=4, **kw):
+    return TrainConfig(
+        dataset="synthetic",
+        method=method,
+        seed=0,
+        epochs=epochs,
+        batch_size=32,
+        dataset_kwargs={"n_train": 96, "n_val": 32, "n_test": 32, "hidden": 16},
+        **kw,
+    )
+
+
+def _same(a, b):
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+def test_records_have_every_field():
+    records = fit(_config(epochs=2))
+    assert [r["epoch"] for r in records] == [0, 1]
+    r = records[-1]
+    for task in ("t0", "t1", "t2"):
+        for key in (
+            f"train_loss/{task}",
+            f"weight/{task}",
+            f"grad_norm/{task}",
+            f"val/{task}/mae",
+            f"test/{task}/mae",
+            f"val_loss/{task}",
+        ):
+            assert math.isfinite(r[key]), key
+    for key in ("val_delta_p", "test_delta_p", "val_delta_m", "test_delta_m", "grad_cos", "lr", "time_epoch"):
+        assert math.isfinite(r[key]), key
+    assert r["steps"] == 3
+    assert r["val_delta_m"] < 0 or r["val_delta_p"] < 0  # they are (nearly) mirror images here
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs"),
+    [
+        ("db_mtl", {}),
+        ("ew", {}),
+        ("rlw", {}),
+        ("uw", {}),
+        ("dwa", {}),
+        ("igbv1", {}),
+        ("imtl_l", {}),
+        ("gls", {}),
+        ("stl", {"task": "t2"}),
+        ("igbv1+max_norm", {"alpha_strategy": "median"}),
+    ],
+)
+def test_resume_is_bit_identical(method, kwargs):
+    """Stop after 2 epochs, serialise the state, resume to 4: same records and parameters as 4 straight."""
+    config = _config(
+        method, method_kwargs=kwargs, scheduler="step", scheduler_kwargs={"step_size": 1, "gamma": 0.5}
+    )
+    straight = Trainer(config)
+    while straight.epoch < 4:
+        straight.run_epoch()
+
+    saved = {}
+
+    def reporter(record, checkpoint):
+        if record["epoch"] == 1:
+            buffer = io.BytesIO()
+            torch.save(checkpoint(), buffer)
+            saved["state"] = buffer.getvalue()
+            raise StopTraining
+
+    first = fit(config, reporter)
+    assert len(first) == 2
+    torch.manual_seed(1234)  # the resumed run must not depend on the global RNG at start
+    state = torch.load(io.BytesIO(saved["state"]), weights_only=False)
+    resumed = Trainer(config)
+    resumed.load_state_dict(state)
+    while resumed.epoch < 4:
+        resumed.run_epoch()
+
+    a, b = _strip(straight.records), _strip(resumed.records)
+    assert len(a) == len(b) == 4
+    for ra, rb in zip(a, b):
+        assert ra.keys() == rb.keys()
+        for key in ra:
+            assert _same(ra[key], rb[key]), (key, ra[key], rb[key])
+    for (name, pa), pb in zip(straight.model.named_parameters(), resumed.model.parameters()):
+        assert torch.equal(pa, pb), name
+    for pa, pb in zip(straight.method.parameters(), resumed.method.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_resume_refuses_a_different_method():
+    trainer = Trainer(_config("ew", epochs=1))
+    trainer.run_epoch()
+    other = Trainer(_config("db_mtl", epochs=2))
+    with pytest.raises(ConfigError, match="method"):
+        other.load_state_dict(trainer.state_dict())
+
+
+def test_nan_loss_raises_naming_the_task(tiny_synthetic):
+    _x, y = tiny_synthetic.splits["train"]
+    y[5, 1] = float("nan")  # one corrupt target of task t1
+    config = TrainConfig(dataset="synthetic", method="db_mtl", epochs=1, batch_size=32)
+    with pytest.raises(NonFiniteLossError, match="task 't1'") as info:
+        fit(config, dataset=tiny_synthetic)
+    assert info.value.epoch == 0
+
+
+def test_igbv1_weights_switch_after_epoch_1_in_training():
+    trainer = Trainer(_config("igbv1", epochs=3))
+    records = [trainer.run_epoch() for _ in range(3)]
+    for r in records[:2]:
+        assert [r[f"weight/t{i}"] for i in range(3)] == [1.0, 1.0, 1.0]
+    base = trainer.method.balancer.base_losses
+    expected_base = torch.tensor([records[1][f"train_loss/t{i}"] for i in range(3)])
+    torch.testing.assert_close(base, expected_base)
+    w = [records[2][f"weight/t{i}"] for i in range(3)]
+    assert sum(w) == pytest.approx(3.0, rel=1e-5) and w != [1.0, 1.0, 1.0]
+
+
+def test_db_mtl_learns_better_than_ew_on_mismatched_scales():
+    """The synthetic tasks' losses differ by 10^4; DB-MTL should reach a clearly better val Δp."""
+
+    def best(method):
+        cfg = TrainConfig(
+            dataset="synthetic",
+            method=method,
+            seed=0,
+            epochs=8,
+            dataset_kwargs={"n_train": 1000, "n_val": 200, "n_test": 200},
+        )
+        return max(r["val_delta_p"] for r in fit(cfg))
+
+    assert best("db_mtl") > best("ew") + 10.0
+
+
+def test_losses_go_down():
+    records = fit(_config("db_mtl", epochs=5))
+    assert records[-1]["train_loss/t2"] < records[0]["train_loss/t2"]
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"grad_mode": "fast"}, "exact"),
+        ({"optimizer": "rmsprop"}, "adam"),
+        ({"lr": -1.0}, "lr"),
+        ({"seed": "zero"}, "seed"),
+        ({"scheduler": "linear"}, "plateau"),
+    ],
+)
+def test_bad_configs(override, match):
+    data = _config().to_dict() | override
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig.from_dict(data)
+
+
+def test_unknown_config_key():
+    with pytest.raises(ConfigError, match="valid:"):
+        TrainConfig.from_dict({"dataset": "synthetic", "metod": "ew"})
+
+
+def test_unknown_dataset_and_dataset_kwarg():
+    with pytest.raises(ConfigError, match="synthetic"):
+        fit(TrainConfig(dataset="nyu"))
+    with pytest.raises(ConfigError, match="n_train"):
+        fit(TrainConfig(dataset="synthetic", dataset_kwargs={"ntrain": 5}))
