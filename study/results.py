@@ -1,0 +1,506 @@
+"""Study results as Parquet (DESIGN §6): the writer the trials use and the reader analysis code uses.
+
+This module imports neither Ray nor torch (only pyarrow and pandas), so analysis code and its tests can
+write fixtures with :class:`ResultsWriter` exactly as a real study does.
+
+Layout (hive-partitioned by dataset and method under the study's folder; any pyarrow filesystem)::
+
+    <storage>/<study>/epochs/dataset=<dataset>/method=<method>/<trial_id>_e<epoch:05d>.parquet
+    <storage>/<study>/trials/dataset=<dataset>/method=<method>/<trial_id>.parquet
+
+Partition values are percent-encoded (``igbv1+max_norm`` -> ``method=igbv1%2Bmax_norm``), which pyarrow's
+hive partitioning decodes on read. ``dataset`` and ``method`` live only in the path (pyarrow refuses a
+column that is both in the files and a partition key), so read through :func:`read_epochs` /
+:func:`read_trials`, or ``pandas.read_parquet(<study>/epochs)``, never one file on its own.
+
+Every file holds exactly one row and is named deterministically from (trial, epoch), written to a hidden
+temporary name (``.<name>.<uuid>.tmp``, ignored by Parquet readers) and then renamed over the final name.
+So a crash never leaves a half-written file, and a retried or resumed trial *overwrites* its rows
+instead of duplicating them.
+
+``epochs/`` — one row per (trial, epoch):
+
+==========================  ========  =======================================================
+column                      type      meaning
+==========================  ========  =======================================================
+schema_version              int64     :data:`SCHEMA_VERSION`
+study                       string    study name
+trial_id                    string    Ray Tune trial id (unique within the (dataset, method) partition)
+dataset, method             string    hive partition keys (from the path)
+seed                        int64     training seed
+hp/<name>                   typed     one column per searched hyperparameter of the *whole study*
+                                      (null where a method does not search it), so files of one
+                                      dataset partition share one schema
+epoch                       int64     0-based epoch (``mtl.train`` record)
+status                      string    ``ok``, or ``nonfinite`` for the epoch that made the trial fail
+host, device, node_id       string    where the epoch ran (device e.g. ``cpu``, ``cuda:0``)
+written_at                  timestamp UTC time the row was written
+lr, steps, time_train,      float64   the ``mtl.train`` record, one column per key:
+time_eval, time_epoch,                ``train_loss/<task>``, ``weight/<task>``,
+train_loss/<task>, ...                ``grad_norm/<task>``, ``grad_cos`` (NaN when not measured),
+                                      ``val/<task>/<metric>``, ``test/<task>/<metric>``,
+                                      ``val_loss/<task>``, ``val_delta_p``, ``test_delta_p``,
+                                      ``val_delta_m``, ``test_delta_m`` (``steps`` is int64)
+==========================  ========  =======================================================
+
+``trials/`` — one row per trial (rewritten after every epoch and at the end):
+
+==========================  ========  =======================================================
+schema_version, study,      as above  identity and hyperparameter columns
+trial_id, dataset, method,
+seed, hp/<name>
+status                      string    ``running``, ``completed`` (all epochs), ``stopped`` (ended
+                                      early by the scheduler), ``failed``
+error                       string    why it failed (null otherwise)
+epochs_done                 int64     epochs finished
+max_epochs                  int64     epochs planned
+best_epoch                  int64     epoch with the highest finite ``val_delta_p`` (null if none)
+best_val_delta_p            float64   ``val_delta_p`` at ``best_epoch``
+test_delta_p, test_delta_m, float64   test (and val) results *at the best validation epoch*
+val_delta_m,
+test/<task>/<metric>,
+val/<task>/<metric>
+time_total                  float64   summed ``time_epoch`` over all epochs (training + evaluation)
+wall_time                   float64   seconds from the trial's first start to this row, restarts included
+restarts                    int64     how often the trial was restored from a checkpoint
+host, device, node_id       string    where it (last) ran
+started_at, updated_at      timestamp UTC
+train_config                string    the full ``mtl`` TrainConfig as JSON
+==========================  ========  =======================================================
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+EPOCHS_DIR = "epochs"
+TRIALS_DIR = "trials"
+HP_PREFIX = "hp/"
+PARTITIONS = ("dataset", "method")
+EPOCH_STATUSES = ("ok", "nonfinite")
+TRIAL_STATUSES = ("running", "completed", "stopped", "failed")
+HP_TYPES: dict[str, pa.DataType] = {
+    "float": pa.float64(),
+    "int": pa.int64(),
+    "str": pa.string(),
+    "bool": pa.bool_(),
+}
+INT_RECORD_FIELDS = frozenset({"epoch", "steps"})
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_UTC = pa.timestamp("us", tz="UTC")
+
+
+# -- locations -------------------------------------------------------------------------------------------
+def resolve_storage(storage: str, filesystem: pafs.FileSystem | None = None) -> tuple[pafs.FileSystem, str]:
+    """A storage location -> (pyarrow filesystem, path on it).
+
+    ``storage`` is a local folder (relative paths are made absolute) or any URI pyarrow understands
+    (``file:///...``, ``s3://bucket/prefix``, ``gs://...``, ``hdfs://...``). With ``filesystem`` given,
+    ``storage`` is a path on it.
+    """
+    if filesystem is not None:
+        return filesystem, storage.rstrip("/") or "/"
+    if "://" in storage:
+        fs, path = pafs.FileSystem.from_uri(storage)
+        return fs, path.rstrip("/") or "/"
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(storage))
+
+
+def storage_uri(storage: str) -> str:
+    """A storage location as Ray Tune's ``storage_path`` wants it: URIs unchanged, local paths absolute."""
+    return storage if "://" in storage else os.path.abspath(os.path.expanduser(storage))
+
+
+def _join(*parts: str) -> str:
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p != "")
+
+
+def _partition_dir(root: str, table: str, dataset: str, method: str) -> str:
+    return _join(root, table, f"dataset={quote(dataset, safe='')}", f"method={quote(method, safe='')}")
+
+
+def _file_stem(trial_id: str) -> str:
+    return trial_id if _SAFE_NAME.match(trial_id) else quote(trial_id, safe="")
+
+
+def _opt_int(x: Any) -> int | None:
+    return None if x is None else int(x)
+
+
+def _opt_float(x: Any) -> float | None:
+    return None if x is None else float(x)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.UTC)
+
+
+# -- identity --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialInfo:
+    """Who a row belongs to: identity, searched hyperparameters and their declared column types.
+
+    ``hp_types`` maps *every* searched hyperparameter name of the study to ``float``/``int``/``str``/``bool``
+    (names this trial does not search get nulls), so all files of one dataset partition share a schema.
+    """
+
+    study: str
+    dataset: str
+    method: str
+    trial_id: str
+    seed: int
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    hp_types: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key in ("study", "dataset", "method", "trial_id"):
+            value = getattr(self, key)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"TrialInfo.{key} must be a non-empty string, got {value!r}")
+        unknown = sorted(set(self.hparams) - set(self.hp_types))
+        if unknown:
+            raise ValueError(f"hyperparameters {unknown} have no declared type in hp_types")
+        bad = {k: v for k, v in self.hp_types.items() if v not in HP_TYPES}
+        if bad:
+            raise ValueError(f"hp_types {bad} unknown; valid: {', '.join(HP_TYPES)}")
+
+
+def infer_hp_type(values: Iterable[Any]) -> str:
+    """The column type for a hyperparameter whose possible values are ``values``.
+
+    All bools -> ``bool``; all ints -> ``int``; all numbers -> ``float``; anything else -> ``str``
+    (non-string values are then stored as JSON).
+    """
+    values = list(values)
+    if values and all(isinstance(v, bool) for v in values):
+        return "bool"
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "int"
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "float"
+    return "str"
+
+
+def _coerce_hp(value: Any, kind: str) -> Any:
+    if value is None:
+        return None
+    if kind == "float":
+        return float(value)
+    if kind == "int":
+        return int(value)
+    if kind == "bool":
+        return bool(value)
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _identity_columns(info: TrialInfo) -> list[tuple[str, pa.DataType, Any]]:
+    cols: list[tuple[str, pa.DataType, Any]] = [
+        ("schema_version", pa.int64(), SCHEMA_VERSION),
+        ("study", pa.string(), info.study),
+        ("trial_id", pa.string(), info.trial_id),
+        ("seed", pa.int64(), int(info.seed)),
+    ]
+    for name in sorted(info.hp_types):
+        kind = info.hp_types[name]
+        cols.append((HP_PREFIX + name, HP_TYPES[kind], _coerce_hp(info.hparams.get(name), kind)))
+    return cols
+
+
+def _value_column(name: str, value: Any) -> tuple[str, pa.DataType, Any]:
+    if name in INT_RECORD_FIELDS and value is not None:
+        return name, pa.int64(), int(value)
+    if value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        return name, pa.float64(), None if value is None else float(value)
+    if isinstance(value, bool):
+        return name, pa.bool_(), value
+    return name, pa.string(), value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _table(columns: Sequence[tuple[str, pa.DataType, Any]]) -> pa.Table:
+    seen: set[str] = set()
+    for name, _, _ in columns:
+        if name in seen:
+            raise ValueError(f"column '{name}' given twice")
+        if name in PARTITIONS:
+            raise ValueError(f"column '{name}' is a partition key and cannot be stored in the files")
+        seen.add(name)
+    schema = pa.schema([pa.field(name, dtype) for name, dtype, _ in columns])
+    return pa.Table.from_pylist([{name: value for name, _, value in columns}], schema=schema)
+
+
+# -- summaries -------------------------------------------------------------------------------------------
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def best_record(records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The record with the highest finite ``val_delta_p`` (earliest on ties), or None."""
+    best = None
+    for record in records:
+        value = record.get("val_delta_p")
+        if _finite(value) and (best is None or value > best["val_delta_p"]):
+            best = record
+    return best
+
+
+def summarize_records(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The metric part of a ``trials/`` row: best epoch by val Δp and the results at that epoch."""
+    best = best_record(records)
+    out: dict[str, Any] = {
+        "epochs_done": len(records),
+        "best_epoch": None if best is None else int(best["epoch"]),
+        "best_val_delta_p": None if best is None else float(best["val_delta_p"]),
+        "time_total": float(sum(r.get("time_epoch", 0.0) or 0.0 for r in records)),
+    }
+    source = best if best is not None else {}
+    keys = [k for k in (records[-1] if records else {}) if k.startswith(("test/", "val/"))]
+    for key in ("test_delta_p", "test_delta_m", "val_delta_m", *keys):
+        out[key] = source.get(key)
+    return out
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+class ResultsWriter:
+    """Writes one study's rows. Safe to use from many processes at once (one file per row).
+
+    >>> w = ResultsWriter("/tmp/results", "demo")                                   # doctest: +SKIP
+    >>> info = TrialInfo("demo", "synthetic", "db_mtl", "abc_00000", seed=0,
+    ...                  hparams={"beta": 0.5}, hp_types={"beta": "float"})        # doctest: +SKIP
+    >>> w.write_epoch(info, {"epoch": 0, "val_delta_p": -3.2, ...})                 # doctest: +SKIP
+    >>> w.write_trial(info, status="running", records=[...], max_epochs=10)         # doctest: +SKIP
+    """
+
+    def __init__(self, storage: str, study: str, filesystem: pafs.FileSystem | None = None) -> None:
+        if not _SAFE_NAME.match(study):
+            raise ValueError(f"study name '{study}' may only contain letters, digits, '_', '.', '-'")
+        self.fs, base = resolve_storage(storage, filesystem)
+        self.study = study
+        self.root = _join(base, study)
+
+    # paths
+    def epoch_path(self, dataset: str, method: str, trial_id: str, epoch: int) -> str:
+        stem = _file_stem(trial_id)
+        return _join(
+            _partition_dir(self.root, EPOCHS_DIR, dataset, method), f"{stem}_e{int(epoch):05d}.parquet"
+        )
+
+    def trial_path(self, dataset: str, method: str, trial_id: str) -> str:
+        return _join(
+            _partition_dir(self.root, TRIALS_DIR, dataset, method), f"{_file_stem(trial_id)}.parquet"
+        )
+
+    def _write_atomic(self, table: pa.Table, path: str) -> str:
+        directory, name = path.rsplit("/", 1)
+        self.fs.create_dir(directory, recursive=True)
+        tmp = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
+        try:
+            pq.write_table(table, tmp, filesystem=self.fs)
+            self.fs.move(tmp, path)
+        except BaseException:
+            try:
+                self.fs.delete_file(tmp)
+            except OSError:
+                pass
+            raise
+        return path
+
+    # rows
+    def write_epoch(
+        self,
+        info: TrialInfo,
+        record: Mapping[str, Any],
+        *,
+        status: str = "ok",
+        host: str | None = None,
+        device: str | None = None,
+        node_id: str | None = None,
+    ) -> str:
+        """Write (or overwrite) the row of ``record["epoch"]`` of this trial; returns the file path."""
+        if status not in EPOCH_STATUSES:
+            raise ValueError(f"epoch status '{status}' unknown; valid: {', '.join(EPOCH_STATUSES)}")
+        if "epoch" not in record:
+            raise ValueError("an epoch record needs an 'epoch' field")
+        cols = _identity_columns(info)
+        cols += [
+            ("epoch", pa.int64(), int(record["epoch"])),
+            ("status", pa.string(), status),
+            ("host", pa.string(), host),
+            ("device", pa.string(), device),
+            ("node_id", pa.string(), node_id),
+            ("written_at", _UTC, _now()),
+        ]
+        fixed = {name for name, _, _ in cols}
+        for key in sorted(record):
+            if key in fixed:
+                continue
+            cols.append(_value_column(key, record[key]))
+        path = self.epoch_path(info.dataset, info.method, info.trial_id, int(record["epoch"]))
+        return self._write_atomic(_table(cols), path)
+
+    def write_trial(
+        self,
+        info: TrialInfo,
+        *,
+        status: str,
+        records: Sequence[Mapping[str, Any]] = (),
+        summary: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        max_epochs: int | None = None,
+        wall_time: float | None = None,
+        restarts: int = 0,
+        host: str | None = None,
+        device: str | None = None,
+        node_id: str | None = None,
+        started_at: _dt.datetime | None = None,
+        train_config: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Write (or overwrite) the trial's ``trials/`` row.
+
+        The metric columns come from ``summary`` if given, else from :func:`summarize_records` of ``records``.
+        """
+        if status not in TRIAL_STATUSES:
+            raise ValueError(f"trial status '{status}' unknown; valid: {', '.join(TRIAL_STATUSES)}")
+        summary = dict(summary) if summary is not None else summarize_records(records)
+        cols = _identity_columns(info)
+        cols += [
+            ("status", pa.string(), status),
+            ("error", pa.string(), error),
+            ("epochs_done", pa.int64(), int(summary.pop("epochs_done", len(records)) or 0)),
+            ("max_epochs", pa.int64(), None if max_epochs is None else int(max_epochs)),
+            ("best_epoch", pa.int64(), _opt_int(summary.pop("best_epoch", None))),
+            ("best_val_delta_p", pa.float64(), _opt_float(summary.pop("best_val_delta_p", None))),
+            ("time_total", pa.float64(), float(summary.pop("time_total", 0.0) or 0.0)),
+            ("wall_time", pa.float64(), None if wall_time is None else float(wall_time)),
+            ("restarts", pa.int64(), int(restarts)),
+            ("host", pa.string(), host),
+            ("device", pa.string(), device),
+            ("node_id", pa.string(), node_id),
+            ("started_at", _UTC, started_at),
+            ("updated_at", _UTC, _now()),
+            (
+                "train_config",
+                pa.string(),
+                None if train_config is None else json.dumps(train_config, sort_keys=True),
+            ),
+        ]
+        fixed = {name for name, _, _ in cols}
+        for key in sorted(summary):
+            if key not in fixed:
+                value = summary[key]
+                cols.append((key, pa.float64(), None if value is None else float(value)))
+        return self._write_atomic(_table(cols), self.trial_path(info.dataset, info.method, info.trial_id))
+
+    # maintenance
+    def _list(self, directory: str) -> list[pafs.FileInfo]:
+        selector = pafs.FileSelector(directory, allow_not_found=True, recursive=False)
+        return [f for f in self.fs.get_file_info(selector) if f.type == pafs.FileType.File]
+
+    def epoch_files(self, dataset: str, method: str, trial_id: str) -> dict[int, str]:
+        """``{epoch: path}`` of the epoch rows this trial has written."""
+        directory = _partition_dir(self.root, EPOCHS_DIR, dataset, method)
+        pattern = re.compile(re.escape(_file_stem(trial_id)) + r"_e(\d+)\.parquet$")
+        out: dict[int, str] = {}
+        for f in self._list(directory):
+            m = pattern.match(f.base_name)
+            if m:
+                out[int(m.group(1))] = f.path
+        return out
+
+    def delete_epochs(self, dataset: str, method: str, trial_id: str, from_epoch: int = 0) -> list[int]:
+        """Delete this trial's epoch rows with ``epoch >= from_epoch`` (stale rows of an earlier attempt
+        that will be written again); returns the deleted epochs."""
+        deleted = []
+        for epoch, path in sorted(self.epoch_files(dataset, method, trial_id).items()):
+            if epoch >= from_epoch:
+                self.fs.delete_file(path)
+                deleted.append(epoch)
+        return deleted
+
+    def trial_ids(self, dataset: str, method: str) -> set[str]:
+        """Trial ids with any row (epoch or trial) in this (dataset, method) partition."""
+        ids = set()
+        for f in self._list(_partition_dir(self.root, TRIALS_DIR, dataset, method)):
+            if f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_")):
+                ids.add(f.base_name.removesuffix(".parquet"))
+        pattern = re.compile(r"^(.+)_e\d+\.parquet$")
+        for f in self._list(_partition_dir(self.root, EPOCHS_DIR, dataset, method)):
+            m = pattern.match(f.base_name)
+            if m and not f.base_name.startswith((".", "_")):
+                ids.add(m.group(1))
+        return ids
+
+    def delete_trial(self, dataset: str, method: str, trial_id: str) -> None:
+        """Delete every row of a trial (used for orphans: trials an interrupted run started that the
+        restored Tune state does not know about)."""
+        self.delete_epochs(dataset, method, trial_id)
+        path = self.trial_path(dataset, method, trial_id)
+        if self.fs.get_file_info(path).type == pafs.FileType.File:
+            self.fs.delete_file(path)
+
+    def read_trial_row(self, dataset: str, method: str, trial_id: str) -> dict[str, Any] | None:
+        """This trial's ``trials/`` row as a dict, or None if it has none yet."""
+        path = self.trial_path(dataset, method, trial_id)
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        rows = pq.read_table(path, filesystem=self.fs).to_pylist()
+        if not rows:
+            return None
+        row = rows[0]
+        row.update(dataset=dataset, method=method)
+        return row
+
+
+# -- reading ---------------------------------------------------------------------------------------------
+def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -> pd.DataFrame:
+    fs, path = resolve_storage(location, filesystem)
+    if path.rstrip("/").rsplit("/", 1)[-1] != table:
+        path = _join(path, table)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
+        return pd.DataFrame()
+    keys = pa.schema([pa.field(key, pa.string()) for key in PARTITIONS])
+    partitioning = ds.HivePartitioning(keys, segment_encoding="uri")
+    options = ds.FileSystemFactoryOptions(partition_base_dir=path, partitioning=partitioning)
+    selector = pafs.FileSelector(path, recursive=True, allow_not_found=True)
+    factory = ds.FileSystemDatasetFactory(fs, selector, ds.ParquetFileFormat(), options)
+    schema = factory.inspect(promote_options="permissive", fragments=None)
+    if len(schema) == 0:
+        return pd.DataFrame()
+    frame = factory.finish(schema).to_table().to_pandas()
+    order = ["study", "trial_id", *PARTITIONS]
+    sort = [c for c in ("dataset", "method", "trial_id", "epoch") if c in frame.columns]
+    frame = frame[[c for c in order if c in frame.columns] + [c for c in frame.columns if c not in order]]
+    return frame.sort_values(sort, kind="stable").reset_index(drop=True) if sort else frame
+
+
+def read_epochs(location: str, filesystem: pafs.FileSystem | None = None) -> pd.DataFrame:
+    """All epoch rows of a study: ``location`` is the study folder (``<storage>/<study>``) or its
+    ``epochs`` folder, local or a URI. Schemas of all files are unified (columns missing in a file are
+    null), the partition keys ``dataset``/``method`` become string columns, rows are sorted by
+    (dataset, method, trial_id, epoch)."""
+    return _read_table(location, EPOCHS_DIR, filesystem)
+
+
+def read_trials(location: str, filesystem: pafs.FileSystem | None = None) -> pd.DataFrame:
+    """All trial rows of a study (see :func:`read_epochs` for ``location``)."""
+    return _read_table(location, TRIALS_DIR, filesystem)
+
+
+def hp_columns(frame: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns (``hp/<name>``) of a frame read by this module."""
+    return [c for c in frame.columns if c.startswith(HP_PREFIX)]
