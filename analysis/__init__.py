@@ -1,0 +1,21 @@
+"""Analysis of finished or running studies from their Parquet results (DESIGN §1, §4, §6).
+
+Reads only Parquet (through the Ray-free :mod:`study.results` readers) with pandas, numpy and matplotlib;
+``import analysis`` and its submodules load neither Ray nor torch.
+
+Modules, one job each:
+
+* :mod:`analysis.metrics` — which metrics a study has (from the ``test/<task>/<metric>`` columns) and their
+  direction (higher or lower is better), torch-free.
+* :mod:`analysis.load` — read a study folder or URI; pick the best configuration per (dataset, method).
+* :mod:`analysis.tables` — leaderboards (DB-MTL Tables 1-4), the ablation (DB-MTL Table 5), Δm with the
+  relative training time T (IGB); rendered as terminal text, Markdown, LaTeX and HTML.
+* :mod:`analysis.stats` — paired bootstrap comparison of two methods across seeds.
+* :mod:`analysis.plots` — the figures (DB-MTL Figs. 5-10, ASHA's view, the cost Pareto front).
+* :mod:`analysis.report` — one self-contained HTML or Markdown report.
+* :mod:`analysis.cli` — the ``analysis`` command.
+"""
+
+from __future__ import annotations
+
+__all__ = ["cli", "load", "metrics", "plots", "report", "stats", "tables"]

@@ -1,0 +1,147 @@
+"""The ``analysis`` command: tables, comparisons, figures and reports of a study from its Parquet results.
+
+::
+
+    analysis leaderboard PATH [--format text|md|latex|html] [--dataset D]   # DB-MTL Tables 1-4
+    analysis ablation PATH [--format ...]                                   # DB-MTL Table 5
+    analysis delta-m PATH [--format ...] [--dataset D]                      # IGB Δm + relative time T
+    analysis compare PATH --a M1 --b M2 [--dataset D] [--metric test_delta_p] [--n-boot N] [--seed S]
+    analysis plots PATH --out DIR                                           # DB-MTL Figs. 5-10, ASHA, Pareto
+    analysis report PATH [--out FILE] [--format html|md]
+
+PATH is the study folder ``<storage>/<study>`` (local or a pyarrow URI). Exit status 2 on a usage error
+(unknown method, no study at PATH, too few paired seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from analysis.load import Study, load_study
+from analysis.tables import RENDERERS, Table, ablation_table, delta_m_table, leaderboard, render
+
+
+def _datasets(study: Study, dataset: str | None) -> list[str]:
+    if dataset is None:
+        return study.datasets
+    if dataset not in study.datasets:
+        raise ValueError(f"dataset '{dataset}' is not in the study; datasets: {', '.join(study.datasets)}")
+    return [dataset]
+
+
+def _print_tables(tables: list[Table], fmt: str) -> None:
+    print("\n".join(render(t, fmt) for t in tables), end="")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    study = load_study(args.path)
+    _print_tables([leaderboard(study, d) for d in _datasets(study, args.dataset)], args.format)
+    return 0
+
+
+def cmd_ablation(args: argparse.Namespace) -> int:
+    study = load_study(args.path)
+    _print_tables([ablation_table(study, _datasets(study, args.dataset))], args.format)
+    return 0
+
+
+def cmd_delta_m(args: argparse.Namespace) -> int:
+    study = load_study(args.path)
+    _print_tables([delta_m_table(study, d) for d in _datasets(study, args.dataset)], args.format)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.stats import compare
+
+    study = load_study(args.path)
+    result = compare(
+        study,
+        args.a,
+        args.b,
+        dataset=args.dataset,
+        metric=args.metric,
+        n_boot=args.n_boot,
+        confidence=args.confidence,
+        seed=args.seed,
+    )
+    print(result.summary())
+    return 0
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    from analysis.plots import all_plots
+
+    figures = all_plots(load_study(args.path), args.out)
+    for fig in figures:
+        for path in fig.paths:
+            print(path)
+        if fig.note:
+            print(f"# {fig.name}: {fig.note}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from analysis.report import write_report
+
+    path = write_report(args.path, args.out, args.format, baseline=args.baseline, n_boot=args.n_boot)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="analysis",
+        description="Tables, comparisons, figures and reports of an mtl-study study (Parquet).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    formats = list(RENDERERS)
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("path", help="the study folder <storage>/<study> (local path or URI)")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("leaderboard", cmd_leaderboard, "per-dataset leaderboard (DB-MTL Tables 1-4)")
+    p.add_argument("--format", choices=formats, default="text")
+    p.add_argument("--dataset")
+    p = add("ablation", cmd_ablation, "log / max-norm ablation (DB-MTL Table 5)")
+    p.add_argument("--format", choices=formats, default="text")
+    p.add_argument("--dataset")
+    p = add("delta-m", cmd_delta_m, "Δm and relative training time T versus EW (IGB)")
+    p.add_argument("--format", choices=formats, default="text")
+    p.add_argument("--dataset")
+    p = add("compare", cmd_compare, "paired bootstrap comparison of two methods across seeds")
+    p.add_argument("--a", required=True, help="method A (difference = A − B)")
+    p.add_argument("--b", required=True, help="method B")
+    p.add_argument("--dataset")
+    p.add_argument("--metric", default="test_delta_p", help="a trials/ column, e.g. test/t0/mae")
+    p.add_argument("--n-boot", type=int, default=10_000)
+    p.add_argument("--confidence", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap generator")
+    p = add("plots", cmd_plots, "all figures as PNG and PDF (DB-MTL Figs. 5-10, ASHA view, cost Pareto)")
+    p.add_argument("--out", required=True, help="output folder")
+    p = add("report", cmd_report, "one self-contained HTML or Markdown report")
+    p.add_argument("--out", help="output file (default <study>_report.<format>)")
+    p.add_argument("--format", choices=["html", "md"])
+    p.add_argument("--baseline", default="ew", help="method the paired comparisons are against")
+    p.add_argument("--n-boot", type=int, default=10_000)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``analysis`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"analysis {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

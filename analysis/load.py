@@ -1,0 +1,205 @@
+"""Read a study's Parquet results and choose the configuration each table reports (DESIGN §4, §6).
+
+**The selection rule.** Within a study a method may run many hyperparameter configurations (the values of
+its ``hp/*`` columns), each with several seeds. For every (dataset, method) the tables report *one*
+configuration, chosen on validation only, as the papers do:
+
+1. eligible trials are those with status ``completed`` or ``running`` and a finite ``best_val_delta_p``;
+   if a (dataset, method) has none, its ``stopped`` trials (ended early by ASHA) are used instead and the
+   row is flagged; ``failed`` trials never count;
+2. trials are grouped into configurations by their ``hp/*`` values (nulls are "not searched");
+3. the configuration with the highest *mean over its seeds* of ``best_val_delta_p`` wins (ties: the one
+   with more seeds, then the first in sorted order);
+4. its trials' test results — taken at each trial's own best validation epoch, as stored in ``trials/`` —
+   are then averaged over seeds (mean ± sample std, ``ddof=1``).
+
+The same rule, restricted to subsets (e.g. one value of β), gives the hyperparameter figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from study.results import hp_columns, read_epochs, read_trials
+
+ELIGIBLE = ("completed", "running")
+FALLBACK = ("stopped",)
+CONFIG = "config"  # column added by :func:`with_config`: the configuration's label
+
+
+@dataclass
+class Study:
+    """A study's two tables: ``trials`` (one row per trial) and ``epochs`` (one row per trial and epoch)."""
+
+    path: str
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        for frame in (self.trials, self.epochs):
+            if "study" in frame.columns and frame["study"].notna().any():
+                return str(frame["study"].dropna().iloc[0])
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def datasets(self) -> list[str]:
+        values = set()
+        for frame in (self.trials, self.epochs):
+            if "dataset" in frame.columns:
+                values |= set(frame["dataset"].dropna())
+        return sorted(values)
+
+    def methods(self, dataset: str | None = None) -> list[str]:
+        frame = self.trials if dataset is None else self.trials[self.trials["dataset"] == dataset]
+        return sorted(set(frame["method"].dropna())) if "method" in frame.columns else []
+
+
+def load_study(path: str) -> Study:
+    """Read the study at ``path`` — its folder ``<storage>/<study>`` (local or a pyarrow URI such as
+    ``s3://bucket/studies/demo``). Adds the :data:`CONFIG` label column to both tables.
+
+    Raises :class:`FileNotFoundError` if the folder has neither ``trials/`` nor ``epochs/`` rows.
+    """
+    trials = read_trials(path)
+    epochs = read_epochs(path)
+    if trials.empty and epochs.empty:
+        raise FileNotFoundError(
+            f"no study results under '{path}' (expected '<storage>/<study>' with trials/ and epochs/ folders)"
+        )
+    notes = []
+    if trials.empty:
+        notes.append("no trials/ rows yet: tables are empty, only the epoch plots can be drawn")
+    return Study(path=path, trials=with_config(trials), epochs=with_config(epochs), notes=notes)
+
+
+def _format_value(value: object) -> str:
+    if isinstance(value, float | np.floating):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def config_label(row: pd.Series, columns: Sequence[str]) -> str:
+    """``beta=0.5, beta_sigma=0, alpha_strategy=max`` from a row's non-null ``hp/*`` values (``default`` if
+    none)."""
+    parts = []
+    for column in columns:
+        value = row[column]
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+            continue
+        parts.append(f"{column.removeprefix('hp/')}={_format_value(value)}")
+    return ", ".join(parts) or "default"
+
+
+def with_config(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a :data:`CONFIG` column labelling each row's hyperparameter configuration
+    (``hp/seed``, if a study searches it, is not part of the configuration)."""
+    if frame.empty:
+        return frame
+    columns = [c for c in hp_columns(frame) if c != "hp/seed"]
+    frame = frame.copy()
+    frame[CONFIG] = (
+        [config_label(row, columns) for _, row in frame[columns].iterrows()] if columns else "default"
+    )
+    return frame
+
+
+def eligible_trials(trials: pd.DataFrame, statuses: Sequence[str] = ELIGIBLE) -> pd.DataFrame:
+    """Trials with one of ``statuses`` and a finite ``best_val_delta_p``."""
+    if trials.empty or "best_val_delta_p" not in trials.columns:
+        return trials.iloc[0:0]
+    ok = trials["status"].isin(list(statuses)) & np.isfinite(trials["best_val_delta_p"].astype(float))
+    return trials[ok]
+
+
+def best_config(trials: pd.DataFrame, by: Sequence[str] = ()) -> pd.DataFrame:
+    """The trials of the best configuration in each group of ``by`` (module docstring, rule 3).
+
+    ``trials`` must already be eligible (:func:`eligible_trials`) and carry :data:`CONFIG`. Returns those
+    trials, with an added ``selected_val`` column (the configuration's mean ``best_val_delta_p``).
+    """
+    if trials.empty:
+        return trials.assign(selected_val=pd.Series(dtype=float))
+    keys = list(by)
+    stats = (
+        trials.groupby([*keys, CONFIG], dropna=False, sort=True)["best_val_delta_p"]
+        .agg(["mean", "count"])
+        .reset_index()
+    )
+    stats = stats.sort_values(
+        [*keys, "mean", "count", CONFIG], ascending=[True] * len(keys) + [False, False, True]
+    )
+    chosen = stats.groupby(keys, dropna=False, sort=False).head(1) if keys else stats.head(1)
+    chosen = chosen[[*keys, CONFIG, "mean"]].rename(columns={"mean": "selected_val"})
+    return trials.merge(chosen, on=[*keys, CONFIG], how="inner")
+
+
+@dataclass
+class Selection:
+    """The trials a table reports for one (dataset, method), and why (module docstring)."""
+
+    dataset: str
+    method: str
+    config: str
+    trials: pd.DataFrame
+    fallback_stopped: bool = False
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(int(s) for s in self.trials["seed"])
+
+    @property
+    def running(self) -> bool:
+        return bool((self.trials["status"] == "running").any())
+
+
+def select(trials: pd.DataFrame, dataset: str, method: str) -> Selection | None:
+    """The best configuration of ``method`` on ``dataset`` and its trials, or None if it has no eligible
+    trial (not even a stopped one)."""
+    if trials.empty:
+        return None
+    mine = trials[(trials["dataset"] == dataset) & (trials["method"] == method)]
+    if CONFIG not in mine.columns:
+        mine = with_config(mine)
+    pool, fallback = eligible_trials(mine), False
+    if pool.empty:
+        pool, fallback = eligible_trials(mine, FALLBACK), True
+    if pool.empty:
+        return None
+    chosen = best_config(pool)
+    return Selection(dataset, method, str(chosen[CONFIG].iloc[0]), chosen, fallback)
+
+
+def selections(study: Study, dataset: str) -> dict[str, Selection]:
+    """:func:`select` for every method of ``dataset`` that has eligible trials, by method name."""
+    out = {}
+    for method in study.methods(dataset):
+        chosen = select(study.trials, dataset, method)
+        if chosen is not None:
+            out[method] = chosen
+    return out
+
+
+def selected_epochs(study: Study, selection: Selection) -> pd.DataFrame:
+    """The epoch rows of a selection's trials."""
+    if study.epochs.empty:
+        return study.epochs
+    e = study.epochs
+    mask = (e["dataset"] == selection.dataset) & (e["method"] == selection.method)
+    return e[mask & e["trial_id"].isin(set(selection.trials["trial_id"]))]
+
+
+def device_kind(devices: pd.Series) -> str:
+    """``GPU`` when every known device is CUDA (``cuda:0 (NVIDIA H100 ...)``), ``CPU`` when none is,
+    ``device`` when mixed or unknown."""
+    known = [str(d) for d in devices.dropna()]
+    if not known:
+        return "device"
+    cuda = [d.startswith("cuda") for d in known]
+    return "GPU" if all(cuda) else "CPU" if not any(cuda) else "device"

@@ -1,0 +1,205 @@
+"""One self-contained report of a study (finished or still running): HTML, or Markdown.
+
+Sections: the study's progress (trials per status), per dataset the leaderboard (DB-MTL Tables 1-4), Δm with
+the relative time T (IGB), paired comparisons against EW across seeds (:mod:`analysis.stats`), the ablation
+(DB-MTL Table 5) and every figure of :mod:`analysis.plots` (DB-MTL Figs. 5-10, ASHA's view, the cost Pareto
+front), with a note for each figure the study cannot draw yet. Images are embedded as base64 PNG
+(``data:`` URIs), so the single file can be mailed or archived; nothing is linked.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from analysis.load import Study, device_kind, load_study
+from analysis.plots import Figure, all_plots
+from analysis.stats import PairedComparison, compare_all
+from analysis.tables import Cell, Column, Row, Table, ablation_table, delta_m_table, leaderboard, render
+
+FORMATS = ("html", "md")
+STATUSES = ("completed", "running", "stopped", "failed")
+RULE = (
+    "Selection: per (dataset, method) the configuration with the best mean validation Δp over seeds; test "
+    "metrics at each trial's best validation epoch; ± is the sample std over seeds (ddof=1)."
+)
+
+CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
+       max-width: 1200px; color: #222; padding: 0 1em; }
+table.results { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+table.results th, table.results td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; }
+table.results th { border-bottom: 2px solid #444; text-align: center; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.unranked td { color: #666; font-style: italic; }
+p.notes { font-size: 0.85em; color: #555; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.note { color: #8a6d3b; font-size: 0.9em; }
+pre { background: #f6f8fa; padding: 0.6em; overflow-x: auto; }
+"""
+
+
+def progress_table(study: Study) -> Table:
+    """Trials per status for every (dataset, method), with device-hours spent (``time_total``)."""
+    t = study.trials
+    columns = [Column(s, s, numeric=False) for s in STATUSES]
+    columns += [
+        Column("total", "total", numeric=False),
+        Column("hours", "device-hours", mark=False, decimals=3),
+    ]
+    rows = []
+    if not t.empty:
+        for (dataset, method), part in t.groupby(["dataset", "method"], sort=True):
+            counts = part["status"].value_counts()
+            cells = {s: Cell(text=str(int(counts.get(s, 0)))) for s in STATUSES}
+            cells["total"] = Cell(text=str(len(part)))
+            hours = (
+                float(np.nansum(part["time_total"].astype(float))) / 3600 if "time_total" in part else np.nan
+            )
+            cells["hours"] = Cell(hours, np.nan, 1)
+            rows.append(Row(f"{dataset} / {method}", cells, ranked=False))
+    notes = []
+    if not t.empty and "device" in t.columns:
+        devices = sorted({str(d) for d in t["device"].dropna()})
+        if devices:
+            notes.append(f"devices: {', '.join(devices)} ({device_kind(t['device'])}-hours)")
+    running = int((t["status"] == "running").sum()) if not t.empty else 0
+    if running:
+        notes.append(f"{running} trial(s) still running: their numbers will change (marked † in the tables)")
+    return Table("Progress — trials per status", columns, rows, notes, row_header="dataset / method")
+
+
+def _comparisons(study: Study, dataset: str, baseline: str, n_boot: int) -> list[PairedComparison | str]:
+    if baseline not in study.methods(dataset):
+        return [f"no {baseline} trials on {dataset}: no paired comparison against it"]
+    return compare_all(study, dataset, baseline=baseline, n_boot=n_boot)
+
+
+def _png_data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def _sections(study: Study, baseline: str, n_boot: int) -> list[tuple[str, list[object]]]:
+    """(heading, [Table | list of comparisons | str]) in report order."""
+    sections: list[tuple[str, list[object]]] = [("Progress", [progress_table(study), *study.notes])]
+    for dataset in study.datasets:
+        items: list[object] = []
+        if not study.trials.empty:
+            items += [leaderboard(study, dataset), delta_m_table(study, dataset)]
+            items.append(_comparisons(study, dataset, baseline, n_boot))
+        sections.append((f"Dataset {dataset}", items))
+    if not study.trials.empty:
+        sections.append(("Ablation", [ablation_table(study)]))
+    return sections
+
+
+def _comparison_text(items: list[PairedComparison | str]) -> list[str]:
+    return [c.summary() if isinstance(c, PairedComparison) else c for c in items]
+
+
+def render_html(study: Study, figures: list[Figure], baseline: str = "ew", n_boot: int = 10_000) -> str:
+    """The report as one HTML page (CSS inline, figures as base64 PNG)."""
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Study report — {html.escape(study.name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>Study report — {html.escape(study.name)}</h1>",
+        f"<p>{html.escape(study.path)} · generated {now} · {html.escape(RULE)}</p>",
+    ]
+    for heading, items in _sections(study, baseline, n_boot):
+        out.append(f"<h2>{html.escape(heading)}</h2>")
+        for item in items:
+            if isinstance(item, Table):
+                out.append(render(item, "html"))
+            elif isinstance(item, list):
+                out.append(
+                    f"<h3>Paired comparisons against {html.escape(baseline)} (bootstrap over seeds)</h3>"
+                )
+                out.append(
+                    "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in _comparison_text(item)) + "</ul>"
+                )
+            else:
+                out.append(f'<p class="note">{html.escape(str(item))}</p>')
+    out.append("<h2>Figures</h2>")
+    for fig in figures:
+        out.append(f"<h3>{html.escape(fig.title)}</h3>")
+        pngs = [p for p in fig.paths if p.suffix == ".png"]
+        for png in pngs:
+            out.append(f'<img alt="{html.escape(png.stem)}" src="{_png_data_uri(png)}">')
+        if fig.note:
+            out.append(f'<p class="note">{html.escape(fig.note)}</p>')
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(study: Study, figures: list[Figure], baseline: str = "ew", n_boot: int = 10_000) -> str:
+    """The report as one Markdown file (figures as base64 ``data:`` PNG images)."""
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"# Study report — {study.name}",
+        "",
+        f"`{study.path}` · generated {now} · {RULE}",
+        "",
+    ]
+    for heading, items in _sections(study, baseline, n_boot):
+        out += [f"## {heading}", ""]
+        for item in items:
+            if isinstance(item, Table):
+                out += [render(item, "md"), ""]
+            elif isinstance(item, list):
+                out += [f"### Paired comparisons against {baseline} (bootstrap over seeds)", ""]
+                out += [f"- {s}" for s in _comparison_text(item)] + [""]
+            else:
+                out += [f"> {item}", ""]
+    out += ["## Figures", ""]
+    for fig in figures:
+        out += [f"### {fig.title}", ""]
+        for png in (p for p in fig.paths if p.suffix == ".png"):
+            out += [f"![{png.stem}]({_png_data_uri(png)})", ""]
+        if fig.note:
+            out += [f"> {fig.note}", ""]
+    return "\n".join(out) + "\n"
+
+
+def write_report(
+    study: Study | str,
+    out: str | Path | None = None,
+    fmt: str | None = None,
+    *,
+    baseline: str = "ew",
+    n_boot: int = 10_000,
+    plots_dir: str | Path | None = None,
+    figures: list[Figure] | None = None,
+) -> Path:
+    """Write the report of ``study`` (a :class:`Study` or its path) to ``out``.
+
+    ``out`` defaults to ``<study name>_report.<fmt>`` in the working directory (the study folder is never
+    written). ``fmt`` is ``html`` or ``md`` (default: from ``out``'s suffix, else ``html``). Figures are
+    drawn into ``plots_dir`` (kept) or a temporary folder (deleted), unless already drawn ones are passed
+    as ``figures``. Returns the report's path."""
+    if isinstance(study, str):
+        study = load_study(study)
+    if fmt is None:
+        suffix = Path(out).suffix.lstrip(".").lower() if out is not None else ""
+        fmt = "md" if suffix in ("md", "markdown") else "html"
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown report format '{fmt}'; valid: {', '.join(FORMATS)}")
+    out = Path(out) if out is not None else Path(f"{study.name}_report.{fmt}")
+    renderer = render_html if fmt == "html" else render_markdown
+    if figures is not None:
+        text = renderer(study, figures, baseline, n_boot)
+    elif plots_dir is not None:
+        text = renderer(study, all_plots(study, plots_dir), baseline, n_boot)
+    else:
+        with tempfile.TemporaryDirectory(prefix="analysis-plots-") as tmp:
+            text = renderer(study, all_plots(study, tmp), baseline, n_boot)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
