@@ -107,8 +107,8 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4, ncols: int | None =
 
 def _db_mtl_trials(study: Study) -> pd.DataFrame:
     t = study.trials
-    if t.empty:
-        return t
+    if t.empty or "test_delta_p" not in t.columns:
+        return t.iloc[0:0]
     return eligible_trials(t[t["method"].isin(DB_MTL_NAMES)], ELIGIBLE)
 
 

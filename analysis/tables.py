@@ -161,8 +161,9 @@ def format_cell(cell: Cell, decimals: int) -> str:
 
 
 # -- builders --------------------------------------------------------------------------------------------
-def _trials(source: Study | pd.DataFrame) -> pd.DataFrame:
-    return source.trials if isinstance(source, Study) else source
+def _column_cell(trials: pd.DataFrame, column: str) -> Cell:
+    """:meth:`Cell.of` a trials column; an empty cell when the study never stored it."""
+    return Cell.of(trials[column]) if column in trials.columns else Cell()
 
 
 def _as_study(source: Study | pd.DataFrame) -> Study:
@@ -263,7 +264,7 @@ def leaderboard(
         if method == "stl":
             continue
         cells = {f"test/{t}/{m}": Cell.of(sel.trials[f"test/{t}/{m}"]) for t, m in pairs}
-        cells["test_delta_p"] = Cell.of(sel.trials.get("test_delta_p", pd.Series(dtype=float)))
+        cells["test_delta_p"] = _column_cell(sel.trials, "test_delta_p")
         cells["seeds"] = Cell(text=str(len(sel.trials)))
         cells["config"] = Cell(text=sel.config)
         rows.append(Row(method, cells, flags=_flags(sel)))
@@ -304,7 +305,7 @@ def ablation_table(source: Study | pd.DataFrame, datasets: Sequence[str] | None 
         for d in datasets:
             sel = next((chosen[d][n] for n in names if n in chosen[d]), None)
             if sel is not None:
-                cells[f"delta_p/{d}"] = Cell.of(sel.trials["test_delta_p"])
+                cells[f"delta_p/{d}"] = _column_cell(sel.trials, "test_delta_p")
                 flags += _flags(sel)
         if len(cells) > 2:
             rows.append(Row(label, cells, flags="".join(sorted(set(flags)))))
@@ -349,8 +350,8 @@ def delta_m_table(study: Study, dataset: str, baseline: str = "ew") -> Table:
         ratio = t.mean / base if math.isfinite(base) and base > 0 else math.nan
         cells = {
             "seeds": Cell(text=str(len(sel.trials))),
-            "test_delta_p": Cell.of(sel.trials["test_delta_p"]),
-            "test_delta_m": Cell.of(sel.trials["test_delta_m"]) if "test_delta_m" in sel.trials else Cell(),
+            "test_delta_p": _column_cell(sel.trials, "test_delta_p"),
+            "test_delta_m": _column_cell(sel.trials, "test_delta_m"),
             "time_epoch": t,
             "T": Cell(ratio, math.nan, 1 if math.isfinite(ratio) else 0),
         }

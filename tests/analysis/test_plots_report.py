@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from analysis.cli import main
 from analysis.load import load_study
 from analysis.plots import all_plots, cost_points, pareto_front
 from analysis.report import write_report
+from analysis.tables import delta_m_table, leaderboard
 from study.results import ResultsWriter, TrialInfo
 
 EXPECTED_FILES = {
@@ -72,6 +74,10 @@ def test_missing_columns_are_skipped_with_notes(tmp_path):
     for name in ("fig5_beta", "fig6_alpha", "fig7_time", "fig8_grad_norm", "fig10_grad_cos"):
         assert not figures[name].paths and figures[name].note.startswith("skipped"), name
     assert figures["asha"].paths and figures["pareto_cost"].paths
+    table = delta_m_table(study, "synthetic")  # no test_delta_m and no epoch times were stored
+    assert math.isnan(table.cell("ew", "test_delta_m").mean) and math.isnan(table.cell("ew", "T").mean)
+    assert any("no epoch times" in n for n in table.notes)
+    assert leaderboard(study, "synthetic").cell("ew", "test_delta_p").mean == pytest.approx(-2.0)
     out = write_report(study, tmp_path / "r.html", figures=list(figures.values()))
     text = out.read_text()
     assert "skipped: grad_cos never measured" in text and "no ew trials" not in text
