@@ -1,0 +1,102 @@
+"""Starting or joining Ray, and checking up front that the cluster can run a trial at all.
+
+``ray.address`` null starts a local Ray on this machine (the embedded default); ``auto`` joins the cluster
+this machine is part of (``ray start``), ``ray://host:10001`` connects through Ray Client. A trial that
+asks for more CPUs or GPUs than any node has would wait forever without a word (DESIGN §7), so
+:func:`check_resources` fails fast instead, naming what was asked for and what the cluster has.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mtl.errors import ConfigError
+from study.schema import RaySettings, Resources
+
+LOCAL_OBJECT_STORE_BYTES = 512 * 1024**2
+
+
+class ClusterError(ConfigError):
+    """The Ray cluster cannot run the study's trials as configured."""
+
+
+def check_resources(
+    nodes: Sequence[Mapping[str, float]], resources: Resources, where: str = "the Ray cluster"
+) -> None:
+    """Raise :class:`ClusterError` unless some node has ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs.
+
+    ``nodes`` lists the resources (``{"CPU": 2.0, "GPU": 1.0, ...}``) of each alive node.
+    """
+    cpus, gpus = resources.cpus_per_trial, resources.gpus_per_trial
+    described = (
+        "; ".join(f"node {i}: {n.get('CPU', 0):g} CPU, {n.get('GPU', 0):g} GPU" for i, n in enumerate(nodes))
+        or "no alive nodes"
+    )
+    if gpus > 0 and not any(n.get("GPU", 0) > 0 for n in nodes):
+        raise ClusterError(
+            f"resources.gpus_per_trial is {gpus:g} but {where} has no GPUs ({described}); Ray would wait "
+            f"forever for one. Set resources.gpus_per_trial: 0 and train.device: cpu, "
+            f"or join a cluster with GPUs."
+        )
+    if not any(n.get("CPU", 0) >= cpus and n.get("GPU", 0) >= gpus for n in nodes):
+        raise ClusterError(
+            f"no node of {where} can hold one trial (resources.cpus_per_trial {cpus:g}, gpus_per_trial "
+            f"{gpus:g}): {described}. Lower the per-trial resources or give Ray more (ray.num_cpus)."
+        )
+
+
+def alive_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
+
+
+def init_ray(settings: RaySettings, resources: Resources) -> bool:
+    """Start or join Ray as configured; returns True if this call started it (the caller shuts it down).
+
+    If Ray is already initialised in this process (e.g. by a test fixture), it is used as is.
+    """
+    # DESIGN §7: a local ray.init writes an auth token unless auth is disabled.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    import ray
+
+    started = False
+    runtime_env: dict[str, Any] | None = {"env_vars": dict(settings.env)} if settings.env else None
+    if not ray.is_initialized():
+        common: dict[str, Any] = {
+            "runtime_env": runtime_env,
+            "logging_level": logging.WARNING,
+            "log_to_driver": True,
+        }
+        if settings.local:
+            ray.init(
+                num_cpus=settings.num_cpus,
+                num_gpus=settings.num_gpus,
+                object_store_memory=settings.object_store_memory or LOCAL_OBJECT_STORE_BYTES,
+                include_dashboard=False,
+                **common,
+            )
+            where = "the local Ray"
+        else:
+            ray.init(address=settings.address, **common)
+            where = f"the Ray cluster at {settings.address}"
+        started = True
+    else:
+        where = "the running Ray"
+    try:
+        check_resources(alive_nodes(), resources, where)
+    except ClusterError:
+        if started:
+            ray.shutdown()
+        raise
+    return started
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

@@ -1,0 +1,326 @@
+"""The Ray Tune trainable: one trial = one ``mtl`` training run of one configuration and seed.
+
+Per epoch it (1) trains and evaluates with :class:`mtl.train.Trainer`, (2) checks that every metric is
+finite, (3) writes the epoch's Parquet row and the trial's ``trials/`` row (atomically, see
+:mod:`study.results`), (4) saves the full trainer state (:class:`StateStore`) and (5) ``tune.report``\\s
+the metrics with a checkpoint that points at that state. A retried trial (``FailureConfig``) or a resumed
+study continues from the newest saved state and rewrites the rows of the epochs it re-runs, so no row is
+duplicated or lost.
+
+Non-finite metrics never reach ASHA or Optuna: the trial records ``status=failed`` with the reason in
+``trials/`` and raises :class:`NonFiniteMetricError`. Divergence is deterministic, so a retry of such a
+trial fails at once with the recorded reason instead of re-training.
+
+Fault injection for tests: the environment variable ``MTL_STUDY_FAULTS`` holds JSON such as
+``{"crash_once": {"epoch": 1, "marker_dir": "/tmp/x", "seed": 0}, "nan": {"epoch": 2, "seed": 1}}``:
+``crash_once`` raises once per trial after writing that epoch's row and before reporting it;
+``nan`` makes that epoch's ``val_delta_p`` NaN. ``seed`` (optional) limits it to trials of that seed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import logging
+import math
+import os
+import re
+import socket
+import tempfile
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pyarrow.fs as pafs
+from ray import tune
+
+from study.results import ResultsWriter, TrialInfo, resolve_storage
+from study.space import apply_hparams
+
+NONFINITE_PREFIX = "non-finite metric"
+FAULTS_ENV = "MTL_STUDY_FAULTS"
+TRIAL_INDEX = "__trial_index__"
+STATE_DIR = "state"
+POINTER_FILE = "state.json"
+REPORTED = ("val_delta_p", "test_delta_p", "val_delta_m", "test_delta_m", "time_epoch", "lr")
+# record fields that are NaN by design when not measured
+_MAY_BE_NAN = ("grad_norm/", "grad_cos")
+
+
+class NonFiniteMetricError(FloatingPointError):
+    """A trial produced a NaN or infinite metric (or loss); it is failed instead of reported."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the test-only fault injection (``MTL_STUDY_FAULTS``)."""
+
+
+@dataclass
+class TrialSettings:
+    """What a trial needs besides its sampled hyperparameters (picklable; passed via with_parameters)."""
+
+    study: str
+    storage: str
+    dataset: str
+    method: str
+    train: dict[str, Any]
+    seeds: list[int]
+    hp_names: list[str]
+    hp_types: dict[str, str]
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trial_seed(config: Mapping[str, Any], seeds: list[int]) -> int:
+    """The seed of a trial: a ``seed`` grid value, or the Repeater's index into the study's seeds."""
+    if "seed" in config:
+        return int(config["seed"])
+    return int(seeds[int(config.get(TRIAL_INDEX, 0))])
+
+
+def build_train_config(settings: TrialSettings, hparams: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """The ``mtl`` TrainConfig dict of a trial: fixed settings, then the sampled hyperparameters."""
+    base = {
+        **settings.train,
+        "dataset": settings.dataset,
+        "method": settings.method,
+        "seed": seed,
+        "dataset_kwargs": dict(settings.dataset_kwargs),
+        "method_kwargs": dict(settings.method_kwargs),
+    }
+    return apply_hparams(base, hparams)
+
+
+def nonfinite_fields(record: Mapping[str, Any]) -> list[str]:
+    """Numeric fields of an epoch record that are NaN or infinite (ignoring diagnostics that may be NaN)."""
+    bad = []
+    for key, value in record.items():
+        if key.startswith(_MAY_BE_NAN) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if not math.isfinite(value):
+            bad.append(f"{key}={value}")
+    return bad
+
+
+def _faults() -> dict[str, Any]:
+    raw = os.environ.get(FAULTS_ENV)
+    return json.loads(raw) if raw else {}
+
+
+def _applies(spec: Mapping[str, Any] | None, epoch: int, seed: int) -> bool:
+    return bool(spec) and int(spec["epoch"]) == epoch and spec.get("seed", seed) == seed
+
+
+def _device_name(device: Any) -> str:
+    name = str(device)
+    if getattr(device, "type", "") == "cuda":
+        import torch
+
+        name += f" ({torch.cuda.get_device_name(device)})"
+    return name
+
+
+def _node_id() -> str | None:
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # pragma: no cover - outside Ray
+        return None
+
+
+class StateStore:
+    """The trial's own copies of its full trainer state, one file per epoch, the newest ``keep`` kept:
+    ``<storage>/<study>/state/<dataset>/<method>/<trial_id>/epoch_<k>.pt`` (any pyarrow filesystem).
+
+    Ray Tune's checkpoints only point here. Tune's experiment snapshot can lag the trials by several
+    epochs (it is written every ~10 s, asynchronously), so after an interrupted driver Tune may restore a
+    trial from an old checkpoint; resuming from the newest state saved here instead loses no work and never
+    depends on a Tune checkpoint that was already rotated away.
+    """
+
+    def __init__(
+        self, storage: str, study: str, dataset: str, method: str, trial_id: str, keep: int = 2
+    ) -> None:
+        self.fs, base = resolve_storage(storage)
+        parts = [quote(p, safe="") for p in (dataset, method, trial_id)]
+        self.dir = "/".join([base.rstrip("/"), study, STATE_DIR, *parts])
+        self.keep = keep
+
+    def epochs(self) -> list[int]:
+        selector = pafs.FileSelector(self.dir, allow_not_found=True)
+        found = []
+        for f in self.fs.get_file_info(selector):
+            m = re.match(r"^epoch_(\d+)\.pt$", f.base_name)
+            if m and f.type == pafs.FileType.File:
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def path(self, epoch: int) -> str:
+        return f"{self.dir}/epoch_{epoch:05d}.pt"
+
+    def save(self, epoch: int, payload: dict[str, Any]) -> str:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        self.fs.create_dir(self.dir, recursive=True)
+        final = self.path(epoch)
+        tmp = f"{self.dir}/.epoch_{epoch:05d}.{uuid.uuid4().hex}.tmp"
+        with self.fs.open_output_stream(tmp) as f:
+            f.write(buffer.getvalue())
+        self.fs.move(tmp, final)
+        self.prune(self.keep)
+        return final
+
+    def prune(self, keep: int) -> None:
+        """Delete all but the newest ``keep`` states."""
+        for old in self.epochs()[:-keep] if keep > 0 else self.epochs():
+            self.fs.delete_file(self.path(old))
+
+    def load(self, epoch: int, map_location: Any = None) -> dict[str, Any]:
+        import torch
+
+        with self.fs.open_input_stream(self.path(epoch)) as f:
+            data = f.read()
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=False)
+
+    def clear(self) -> None:
+        if self.fs.get_file_info(self.dir).type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.dir)
+
+
+def fingerprint(train_config: Mapping[str, Any]) -> str:
+    """What must match for a saved state to belong to this trial (a trial id reused by Tune after an
+    interrupted run may carry a different configuration)."""
+    return json.dumps(train_config, sort_keys=True, default=str)
+
+
+def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
+    """The function trainable (wrapped with ``tune.with_parameters(run_trial, settings=...)``)."""
+    import torch
+
+    from mtl.config import TrainConfig
+    from mtl.errors import NonFiniteLossError
+    from mtl.train import Trainer
+
+    t_start = time.monotonic()
+    s = TrialSettings(**settings)
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
+    torch.set_num_threads(max(1, s.threads))
+    ctx = tune.get_context()
+    trial_id = ctx.get_trial_id()
+    seed = trial_seed(config, s.seeds)
+    hparams = {name: config[name] for name in s.hp_names if name in config}
+    info = TrialInfo(s.study, s.dataset, s.method, trial_id, seed, hparams, s.hp_types)
+    writer = ResultsWriter(s.storage, s.study)
+    host, node_id = socket.gethostname(), _node_id()
+
+    prior = writer.read_trial_row(s.dataset, s.method, trial_id)
+    if (
+        prior
+        and prior.get("status") == "failed"
+        and str(prior.get("error") or "").startswith(NONFINITE_PREFIX)
+    ):
+        raise NonFiniteMetricError(f"{prior['error']} (recorded by an earlier attempt; not retried)")
+
+    config_dict = build_train_config(s, hparams, seed)
+    trainer = Trainer(TrainConfig.from_dict(config_dict))
+    device = _device_name(trainer.device)
+    store = StateStore(s.storage, s.study, s.dataset, s.method, trial_id)
+    meta: dict[str, Any] = {
+        "started_at": _dt.datetime.now(_dt.UTC).isoformat(),
+        "wall_before": 0.0,
+        "restarts": 0,
+    }
+    saved = store.epochs()
+    if saved:
+        payload = store.load(saved[-1], map_location=trainer.device)
+        if payload.get("fingerprint") == fingerprint(config_dict):
+            trainer.load_state_dict(payload["trainer"])
+            meta = {**payload["meta"], "restarts": int(payload["meta"]["restarts"]) + 1}
+        else:  # state of another configuration under a reused trial id: start afresh
+            store.clear()
+    # rows of epochs beyond the resumed state come from an attempt that will be redone: drop them
+    writer.delete_epochs(s.dataset, s.method, trial_id, from_epoch=trainer.epoch)
+    started_at = _dt.datetime.fromisoformat(meta["started_at"])
+    max_epochs = int(trainer.config.epochs)
+    resolved = trainer.config.to_dict()
+
+    def wall() -> float:
+        return float(meta["wall_before"]) + time.monotonic() - t_start
+
+    def write_trial(status: str, error: str | None = None) -> None:
+        writer.write_trial(
+            info,
+            status=status,
+            records=trainer.records,
+            error=error,
+            max_epochs=max_epochs,
+            wall_time=wall(),
+            restarts=meta["restarts"],
+            host=host,
+            device=device,
+            node_id=node_id,
+            started_at=started_at,
+            train_config=resolved,
+        )
+
+    def fail_nonfinite(reason: str) -> None:
+        message = f"{NONFINITE_PREFIX}: {reason}"
+        write_trial("failed", message)
+        raise NonFiniteMetricError(message)
+
+    write_trial("running")
+    faults = _faults()
+    while trainer.epoch < max_epochs:
+        epoch = trainer.epoch
+        try:
+            record = trainer.run_epoch()
+        except NonFiniteLossError as exc:
+            fail_nonfinite(str(exc))
+        if _applies(faults.get("nan"), epoch, seed):
+            record["val_delta_p"] = float("nan")
+        bad = nonfinite_fields(record)
+        if bad:
+            writer.write_epoch(info, record, status="nonfinite", host=host, device=device, node_id=node_id)
+            hint = ""
+            if any(b.startswith("val_delta_p") for b in bad) and trainer.reference is None:
+                hint = f" (dataset '{s.dataset}' has no STL reference: set train.reference in the study)"
+            fail_nonfinite(f"epoch {epoch}: {', '.join(bad[:6])}{' ...' if len(bad) > 6 else ''}{hint}")
+        writer.write_epoch(info, record, host=host, device=device, node_id=node_id)
+        write_trial("completed" if trainer.epoch >= max_epochs else "running")
+        crash = faults.get("crash_once")
+        if _applies(crash, epoch, seed):
+            marker = Path(crash["marker_dir"]) / f"{trial_id}.crashed"
+            if not marker.exists():
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text(str(epoch))
+                raise InjectedFault(f"injected crash after epoch {epoch} of trial {trial_id}")
+        state_path = store.save(
+            epoch,
+            {
+                "trainer": trainer.state_dict(),
+                "meta": {**meta, "wall_before": wall()},
+                "fingerprint": fingerprint(config_dict),
+            },
+        )
+        metrics = {key: record[key] for key in REPORTED if key in record}
+        metrics.update(
+            epoch=epoch,
+            epochs_done=trainer.epoch,
+            seed=seed,
+            best_val_delta_p=max(r["val_delta_p"] for r in trainer.records),
+        )
+        with tempfile.TemporaryDirectory(prefix="mtl-study-") as tmp:
+            (Path(tmp) / POINTER_FILE).write_text(json.dumps({"epoch": epoch, "state": state_path}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))

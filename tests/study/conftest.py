@@ -1,0 +1,65 @@
+"""Helpers for the study tests: tiny synthetic studies and Ray hygiene (DESIGN §7)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+OBJECT_STORE = 80 * 1024**2
+
+BASE: dict[str, Any] = {
+    "datasets": [
+        {"name": "synthetic", "kwargs": {"n_train": 256, "n_val": 128, "n_test": 128, "hidden": 16}}
+    ],
+    "methods": ["ew"],
+    "seeds": [0],
+    "train": {"epochs": 3, "batch_size": 64, "device": "cpu"},
+    "search": {"algorithm": "optuna", "seed": 0, "num_samples": 1},
+    "scheduler": {"type": "none"},
+    "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
+    "ray": {"address": None, "num_cpus": 2, "object_store_memory": OBJECT_STORE, "env": {}},
+    "max_failures": 1,
+}
+
+
+def study_dict(tmp_path: Path, name: str, **overrides: Any) -> dict[str, Any]:
+    """A tiny synthetic study (about 0.05 s per epoch) stored under ``tmp_path/results``."""
+    data = copy.deepcopy(BASE)
+    data.update(name=name, storage=str(tmp_path / "results"))
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+@pytest.fixture
+def ray_clean(monkeypatch: pytest.MonkeyPatch):
+    """Auth off for local Ray (DESIGN §7) and Ray shut down after the test, whatever happened."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_DEDUP_LOGS", "0")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def session_pids(sid: int) -> list[int]:
+    """Processes of a session (Linux /proc), to make sure a killed study left nothing behind."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry)) == sid:
+                pids.append(int(entry))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return pids
