@@ -30,6 +30,12 @@ def _print_report(report, printer=print) -> int:
         if not trials.empty:
             counts = ", ".join(f"{n} {s}" for s, n in trials["status"].value_counts().items())
             printer(f"  trials: {counts}")
+            inside = float(trials["wall_time"].fillna(0).sum())
+            work = float(trials["time_total"].sum())
+            printer(
+                f"  time inside trials {inside:.1f}s (training + evaluation {work:.1f}s); "
+                f"Ray start-up {report.ray_start_time:.1f}s"
+            )
     printer("Parquet results (pandas.read_parquet / study.results.read_epochs):")
     printer(f"  epochs: {report.epochs_path}")
     printer(f"  trials: {report.trials_path}")

@@ -19,7 +19,7 @@ import pyarrow.fs as pafs
 
 from mtl.errors import ConfigError
 from study.results import EPOCHS_DIR, TRIALS_DIR, read_trials, resolve_storage, storage_uri
-from study.schema import Study, StudyError, parse_study
+from study.schema import Group, Study, StudyError, parse_study
 
 STUDY_FILE = "study.yaml"
 Printer = Callable[[str], None]
@@ -36,6 +36,7 @@ class RunReport:
     study: str
     location: str
     wall_time: float
+    ray_start_time: float = 0.0
     interrupted: bool = False
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -112,7 +113,9 @@ def run_study(
     if saved is None:
         _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())
     report = RunReport(study.name, location, 0.0)
+    t_ray = time.perf_counter()
     started = init_ray(study.ray, study.resources)
+    report.ray_start_time = time.perf_counter() - t_ray
     try:
         import ray.tune as tune
 
@@ -128,9 +131,11 @@ def run_study(
                 )
                 tuner = build_tuner(study, group)
             grid = tuner.fit()
-            counts = {"trials": len(grid), "terminated": grid.num_terminated, "errored": grid.num_errors}
-            report.groups[group.label] = counts
-            if grid.num_terminated + grid.num_errors < len(grid):
+            # Tune returns normally when Ctrl+C stopped it; its saved state then holds unfinished trials
+            # (the in-memory trials all read TERMINATED after its clean-up, so ask the saved state)
+            saved_state = tune_statuses(study, [group])[group.label]
+            report.groups[group.label] = {"trials": len(grid), **saved_state}
+            if set(saved_state) - {"TERMINATED", "ERROR"}:
                 report.interrupted = True
                 break
     finally:
@@ -189,14 +194,14 @@ def status_table(trials: pd.DataFrame) -> pd.DataFrame:
     return counts.join(epochs).join(best)
 
 
-def tune_statuses(study: Study) -> dict[str, dict[str, int]]:
+def tune_statuses(study: Study, groups: list[Group] | None = None) -> dict[str, dict[str, int]]:
     """Ray Tune's own view (trial status counts per group) from the saved experiment state, without Ray."""
     import json
 
     from study.tuner import experiment_path
 
     out: dict[str, dict[str, int]] = {}
-    for group in study.groups():
+    for group in study.groups() if groups is None else groups:
         fs, path = resolve_storage(experiment_path(study, group))
         selector = pafs.FileSelector(path, allow_not_found=True)
         states = sorted(
