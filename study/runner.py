@@ -113,6 +113,11 @@ def run_study(
     if saved is None:
         _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())
     report = RunReport(study.name, location, 0.0)
+    if not study.ray.local and "://" not in study.storage:
+        printer(
+            f"note: storage {location!r} is a local path and trials run on cluster nodes: every node "
+            "must see it at that path (a shared filesystem); otherwise use a URI such as s3://bucket/prefix"
+        )
     t_ray = time.perf_counter()
     started = init_ray(study.ray, study.resources)
     report.ray_start_time = time.perf_counter() - t_ray
