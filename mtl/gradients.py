@@ -3,12 +3,23 @@
 Modes:
   * ``exact``: T vector-Jacobian products through the shared encoder, one ``autograd.grad`` per task
     (what the papers use; the default);
-  * ``exact_vmap``: the same numbers from one batched call (``is_grads_batched``), faster on some GPU models;
+  * ``exact_vmap``: the same numbers from one batched call (``is_grads_batched``), faster on some GPU models.
+    When the caller passes the shared representation ``z`` (``rep=``; the trainer does for models with one),
+    the batch runs through the encoder only: each task's gradient w.r.t. ``z`` (and its head) comes from its
+    own small backward through the heads, and the T cotangents ``∂ℓ_t/∂z`` go through the encoder in one
+    batched vector-Jacobian product. By the chain rule this is the same ``G`` (it assumes, as ``rep`` mode
+    does, that the shared parameters act on the losses through ``z`` only, as in HPS), without vmapping
+    every task's head for every task;
   * ``rep``: gradients with respect to the shared representation ``z`` instead of the shared parameters
     (cheap approximation, LibMTL's ``rep_grad``); the aggregated ``z``-gradient is then back-propagated once.
 
 Task-specific parameters ("others": heads, and the method's own learnable scales) get their gradients
-from the same calls, so no extra backward is spent on them.
+from the same calls, so no extra backward is spent on them. ``G`` is written in place into one preallocated
+[T, P] matrix (no per-task concatenation copies), and nothing here synchronises with the host.
+
+Which of ``exact`` / ``exact_vmap`` is faster depends on the model and the hardware; ``python -m
+benchmarks.step_time --modes exact,exact_vmap`` measures both side by side (on the 2-core CPU the per-task
+loop wins for the QM9 MPNN and ResNet-18; see the README's Benchmarks section).
 """
 
 from __future__ import annotations
@@ -37,6 +48,58 @@ def _flatten(grads: Sequence[Tensor]) -> Tensor:
     return torch.cat([g.reshape(-1) for g in grads])
 
 
+def _matrix_like(shared: Sequence[Tensor], num_tasks: int) -> Tensor:
+    """An uninitialised [T, P] matrix for the flattened gradients of ``shared`` (their promoted dtype)."""
+    dtype = shared[0].dtype
+    for p in shared[1:]:
+        dtype = torch.promote_types(dtype, p.dtype)
+    return torch.empty((num_tasks, sum(p.numel() for p in shared)), dtype=dtype, device=shared[0].device)
+
+
+def _write_row(matrix: Tensor, t: int, grads: Sequence[Tensor]) -> None:
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        matrix[t, offset : offset + n].copy_(g.reshape(-1))
+        offset += n
+
+
+def _via_representation(
+    terms: Tensor,
+    rep: Tensor,
+    shared: list[Tensor],
+    others: list[Tensor],
+    retain_graph: bool,
+) -> tuple[Tensor, list[list[Tensor]]]:
+    """``G`` by the chain rule: per task, ``∂ℓ_t/∂z`` and the heads' gradients (small backwards through the
+    heads only), then one batched VJP of the T cotangents through the encoder."""
+    num_tasks = terms.shape[0]
+    cotangents = torch.empty((num_tasks, *rep.shape), dtype=rep.dtype, device=rep.device)
+    other_rows = []
+    for t in range(num_tasks):
+        grads = torch.autograd.grad(
+            terms[t], [rep, *others], retain_graph=True, allow_unused=True, materialize_grads=True
+        )
+        cotangents[t].copy_(grads[0])
+        other_rows.append(list(grads[1:]))
+    batched = torch.autograd.grad(
+        rep,
+        shared,
+        grad_outputs=cotangents,
+        is_grads_batched=True,
+        retain_graph=retain_graph,
+        allow_unused=True,
+        materialize_grads=True,
+    )
+    matrix = _matrix_like(shared, num_tasks)
+    offset = 0
+    for g in batched:
+        n = g[0].numel()
+        matrix[:, offset : offset + n].copy_(g.reshape(num_tasks, n))
+        offset += n
+    return matrix, other_rows
+
+
 def task_gradients(
     terms: Tensor,
     shared: Sequence[Tensor],
@@ -45,11 +108,14 @@ def task_gradients(
     mode: str = "exact",
     per_task_others: bool = False,
     retain_graph: bool = False,
+    rep: Tensor | None = None,
 ) -> TaskGradients:
     """Gradients of each ``terms[t]`` w.r.t. ``shared`` (flattened into a [T, P] matrix) and ``others``.
 
     ``shared`` is the list of shared parameters, or ``[z]`` for the representation in ``rep`` mode (the
-    computation is identical; only the caller's target differs).
+    computation is identical; only the caller's target differs). ``rep``: the shared representation ``z``
+    the shared parameters act through; with ``mode="exact_vmap"`` the batched VJP then runs through the
+    encoder only (see the module docstring). Other modes ignore it.
     """
     if mode not in GRAD_MODES:
         raise ValueError(f"unknown gradient mode '{mode}'; valid: {', '.join(GRAD_MODES)}")
@@ -61,7 +127,9 @@ def task_gradients(
     n_shared = len(shared)
     num_tasks = terms.shape[0]
 
-    if mode == "exact_vmap":
+    if mode == "exact_vmap" and rep is not None and not any(p is rep for p in shared):
+        matrix, other_rows = _via_representation(terms, rep, shared, others, retain_graph)
+    elif mode == "exact_vmap":
         eye = torch.eye(num_tasks, dtype=terms.dtype, device=terms.device)
         batched = torch.autograd.grad(
             terms,
@@ -75,15 +143,15 @@ def task_gradients(
         matrix = torch.cat([g.reshape(num_tasks, -1) for g in batched[:n_shared]], dim=1)
         other_rows = [[g[t] for g in batched[n_shared:]] for t in range(num_tasks)]
     else:
-        rows, other_rows = [], []
+        matrix = _matrix_like(shared, num_tasks)
+        other_rows = []
         for t in range(num_tasks):
             keep = retain_graph or t < num_tasks - 1
             grads = torch.autograd.grad(
                 terms[t], targets, retain_graph=keep, allow_unused=True, materialize_grads=True
             )
-            rows.append(_flatten(grads[:n_shared]))
+            _write_row(matrix, t, grads[:n_shared])
             other_rows.append(list(grads[n_shared:]))
-        matrix = torch.stack(rows)
 
     if per_task_others:
         return TaskGradients(matrix, other_rows, per_task=True)
@@ -125,11 +193,18 @@ def write_flat_grad(params: Sequence[Tensor], flat: Tensor) -> None:
 
 def gradient_diagnostics(matrix: Tensor) -> tuple[Tensor, float]:
     """Per-task gradient norms [T] and the mean pairwise cosine similarity (DB-MTL paper Fig. 10)."""
+    norms, cos = gradient_diagnostics_tensor(matrix)
+    return norms, float(cos)
+
+
+def gradient_diagnostics_tensor(matrix: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`gradient_diagnostics` without a host synchronisation: the cosine stays a 0-d tensor on the
+    matrix's device (NaN for a single task)."""
     norms = matrix.norm(dim=1)
     num_tasks = matrix.shape[0]
     if num_tasks < 2:
-        return norms, float("nan")
+        return norms, torch.full((), float("nan"), dtype=matrix.dtype, device=matrix.device)
     unit = matrix / norms.clamp_min(1e-12).unsqueeze(1)
     cos = unit @ unit.T
     iu = torch.triu_indices(num_tasks, num_tasks, offset=1, device=matrix.device)
-    return norms, float(cos[iu[0], iu[1]].mean())
+    return norms, cos[iu[0], iu[1]].mean()

@@ -8,7 +8,6 @@ Methods without an aggregator spend a single backward of ``Σ_t ℓ_t``.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ from mtl.errors import NonFiniteLossError
 from mtl.gradients import (
     accumulate_grad,
     combine_others,
-    gradient_diagnostics,
+    gradient_diagnostics_tensor,
     task_gradients,
     write_flat_grad,
 )
@@ -29,11 +28,14 @@ from mtl.methods import Method
 
 @dataclass
 class StepStats:
-    """Detached per-step diagnostics. ``grad_norms``/``grad_cos`` are None when ``G`` was not computed."""
+    """Detached per-step diagnostics. ``grad_norms``/``grad_cos`` are None when ``G`` was not computed.
+
+    They stay on the device (``grad_cos`` is a 0-d tensor, NaN when undefined) so that a step never waits for
+    the host; the trainer sums them on the device and reads them once per epoch."""
 
     weights: Tensor
     grad_norms: Tensor | None = None
-    grad_cos: float | None = None
+    grad_cos: Tensor | float | None = None
 
 
 def check_finite(losses: Tensor, task_names: Sequence[str], ctx: StepContext) -> None:
@@ -56,7 +58,9 @@ def backward(
     rep: Tensor | None = None,
     diagnostics: bool = False,
 ) -> StepStats:
-    """Fill ``.grad`` of all parameters for one step. ``rep`` is the shared representation (``rep`` mode).
+    """Fill ``.grad`` of all parameters for one step. ``rep`` is the shared representation: required in
+    ``rep`` mode; in ``exact_vmap`` mode it lets the batched VJP run through the encoder only
+    (:func:`mtl.gradients.task_gradients`); ignored in ``exact`` mode.
 
     ``diagnostics=True`` computes ``G`` for per-task gradient norms and cosine similarity even for methods
     that do not need it (one extra set of VJPs).
@@ -71,8 +75,8 @@ def backward(
     if method.aggregator is None:
         stats = StepStats(weights=balanced.weights)
         if diagnostics:
-            grads = task_gradients(terms, target, (), mode=grad_mode, retain_graph=True)
-            stats.grad_norms, stats.grad_cos = gradient_diagnostics(grads.matrix.detach())
+            grads = task_gradients(terms, target, (), mode=grad_mode, retain_graph=True, rep=rep)
+            stats.grad_norms, stats.grad_cos = gradient_diagnostics_tensor(grads.matrix.detach())
         terms.sum().backward()
         return stats
 
@@ -84,6 +88,7 @@ def backward(
         mode=grad_mode,
         per_task_others=aggregator.weights_heads,
         retain_graph=grad_mode == "rep",
+        rep=rep,
     )
     matrix = grads.matrix.detach()
     result = aggregator(matrix, dataclasses.replace(ctx, losses=losses.detach()))
@@ -99,6 +104,6 @@ def backward(
     others = [p for p in other_params if p.requires_grad]
     accumulate_grad(others, combine_others(grads, result.task_weights if aggregator.weights_heads else None))
 
-    norms, cos = gradient_diagnostics(matrix)
+    norms, cos = gradient_diagnostics_tensor(matrix)
     weights = result.task_weights.detach() if result.task_weights is not None else balanced.weights
-    return StepStats(weights=weights, grad_norms=norms, grad_cos=cos if not math.isnan(cos) else None)
+    return StepStats(weights=weights, grad_norms=norms, grad_cos=cos)

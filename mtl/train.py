@@ -235,10 +235,15 @@ class Trainer:
     def train_epoch(self, progress: bool = False) -> dict[str, Any]:
         cfg, T = self.config, len(self.task_names)
         steps = self.steps_per_epoch()
-        loss_sum = torch.zeros(T, dtype=torch.float64)
-        weight_sum = torch.zeros(T, dtype=torch.float64)
-        norm_sum = torch.zeros(T, dtype=torch.float64)
-        cos_sum, n_norm, n_cos = 0.0, 0, 0
+        # Epoch statistics are summed on the device (float64, the same sums as on the host) and read once at
+        # the end of the epoch, so the steps never wait for a device-to-host copy.
+        acc = torch.zeros(3 * T + 2, dtype=torch.float64, device=self.device)
+        loss_sum, weight_sum, norm_sum = acc[:T], acc[T : 2 * T], acc[2 * T : 3 * T]
+        cos_acc = acc[3 * T :]  # [sum of finite cosines, their count]
+        n_norm = 0
+        split_rep = cfg.grad_mode == "rep" or (
+            cfg.grad_mode == "exact_vmap" and self.model.has_shared_representation
+        )
         self.model.train()
         batches = self.dataset.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch)
         bar = None
@@ -255,7 +260,7 @@ class Trainer:
                 self.dataset.to_device(targets, self.device),
             )
             self.optimizer.zero_grad(set_to_none=True)
-            if cfg.grad_mode == "rep":
+            if split_rep:  # forward == decode(encode(x)); the gradient engine needs z
                 rep = self.model.encode(inputs)
                 preds = self.model.decode(rep)
             else:
@@ -282,14 +287,16 @@ class Trainer:
             self.optimizer.step()
             self.global_step += 1
             done += 1
-            loss_sum += losses.detach().double().cpu()
-            weight_sum += stats.weights.detach().double().cpu()
+            loss_sum += losses.detach().to(acc)
+            weight_sum += stats.weights.detach().to(acc)
             if stats.grad_norms is not None:
-                norm_sum += stats.grad_norms.double().cpu()
+                norm_sum += stats.grad_norms.detach().to(acc)
                 n_norm += 1
-            if stats.grad_cos is not None and not math.isnan(stats.grad_cos):
-                cos_sum += stats.grad_cos
-                n_cos += 1
+            if stats.grad_cos is not None:
+                cos = torch.as_tensor(stats.grad_cos).detach().to(acc)
+                finite = torch.isfinite(cos)
+                cos_acc[0] += torch.where(finite, cos, torch.zeros_like(cos))
+                cos_acc[1] += finite.to(acc)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{float(losses.detach().sum()):.4g}")
@@ -297,6 +304,9 @@ class Trainer:
             bar.close()
         if done == 0:
             raise ConfigError("the training split produced no batches")
+        host = acc.cpu()  # the epoch's one synchronisation
+        loss_sum, weight_sum, norm_sum = host[:T], host[T : 2 * T], host[2 * T : 3 * T]
+        cos_sum, n_cos = float(host[3 * T]), int(host[3 * T + 1])
         mean_losses = (loss_sum / done).float()
         self.method.balancer.end_epoch(self.epoch, mean_losses)
         nan = float("nan")
