@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtl.data import cityscapes, nyuv2, office, synthetic  # noqa: F401  (registration)
+from mtl.data import cityscapes, nyuv2, office, qm9, synthetic  # noqa: F401  (registration)
 from mtl.data.base import MetricAccumulator, MTLDataset, TaskSpec, TrainDefaults
 from mtl.data.registry import DATASETS
 
