@@ -19,6 +19,9 @@ class StepContext:
         lr_ratio: initial learning rate / current learning rate (IGBv2's ``α_lr``).
         losses: the step's raw per-task losses [T], detached (filled by :func:`mtl.step.backward` before the
             aggregator runs; GradNorm and other loss-aware aggregators read it).
+        param_sizes: sizes of the shared parameter tensors whose flattened gradients are concatenated in the
+            columns of ``G`` (filled by :func:`mtl.step.backward` in the ``exact`` modes; None in ``rep``
+            mode). Layer-wise aggregators (MetaBalance, MTAdam, GradVac's per-tensor grouping) read it.
     """
 
     epoch: int
@@ -27,3 +30,4 @@ class StepContext:
     steps_per_epoch: int = 1
     lr_ratio: float = 1.0
     losses: Tensor | None = None
+    param_sizes: tuple[int, ...] | None = None

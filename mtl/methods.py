@@ -30,6 +30,7 @@ METHOD_ALIASES: dict[str, str] = {
     "db_mtl": "log+max_norm",
     "dbmtl": "log+max_norm",
     "db-mtl": "log+max_norm",
+    "imtl": "imtl_l+imtl_g",
 }
 
 

@@ -91,7 +91,8 @@ def backward(
         rep=rep,
     )
     matrix = grads.matrix.detach()
-    result = aggregator(matrix, dataclasses.replace(ctx, losses=losses.detach()))
+    sizes = None if grad_mode == "rep" else tuple(p.numel() for p in shared_params)
+    result = aggregator(matrix, dataclasses.replace(ctx, losses=losses.detach(), param_sizes=sizes))
     if not bool(torch.isfinite(result.shared).all()):
         raise FloatingPointError(
             f"aggregator '{method.spec.aggregator}' produced a non-finite update at epoch {ctx.epoch}, "

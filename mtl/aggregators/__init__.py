@@ -1,6 +1,16 @@
 """Gradient aggregators: [T, P] task gradients -> one shared update (DESIGN §2)."""
 
-from mtl.aggregators import basic  # noqa: F401  (registration)
+from mtl.aggregators import (  # noqa: F401  (registration)
+    adaptive,
+    aligned,
+    basic,
+    cagrad,
+    imtl,
+    mgda,
+    nash,
+    optimizer_level,
+    projection,
+)
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 

@@ -1,0 +1,86 @@
+"""Helpers shared by the gradient aggregators: seeded generators, parameter groups, argument checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from mtl.context import StepContext
+from mtl.errors import ConfigError
+
+NORM_EPS = 1e-8
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded from the ``seed`` context kwarg (its state goes into the state dict)."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def group_sizes(ctx: StepContext, num_cols: int, granularity: str) -> list[int]:
+    """Column-group sizes of ``G``: one group (``whole``) or one per shared parameter tensor (``tensor``).
+
+    ``tensor`` needs ``ctx.param_sizes`` (filled by :func:`mtl.step.backward` in the exact modes); in ``rep``
+    mode there are no parameter tensors and the whole representation is one group.
+    """
+    if granularity == "whole" or ctx.param_sizes is None:
+        return [num_cols]
+    sizes = [int(s) for s in ctx.param_sizes if int(s) > 0]
+    if sum(sizes) != num_cols:
+        raise ValueError(f"param_sizes sum to {sum(sizes)} but the gradient matrix has {num_cols} columns")
+    return sizes
+
+
+def group_dot(a: Tensor, b: Tensor, sizes: Sequence[int]) -> Tensor:
+    """Inner products of ``a`` and ``b`` ([P] or [T, P]) restricted to each column group -> [K] or [T, K]."""
+    pairs = zip(a.split(list(sizes), dim=-1), b.split(list(sizes), dim=-1))
+    if a.dim() == 1:
+        return torch.stack([torch.dot(x, y) for x, y in pairs])
+    return torch.stack([torch.linalg.vecdot(x, y) for x, y in pairs], dim=-1)
+
+
+def scale_groups(grads: Tensor, factors: Tensor, sizes: Sequence[int]) -> Tensor:
+    """``grads`` [T, P] with the columns of group ``k`` of row ``t`` multiplied by ``factors[t, k]``."""
+    if len(sizes) == 1:
+        return grads * factors
+    chunks = grads.split(list(sizes), dim=-1)
+    return torch.cat([chunk * factors[:, k : k + 1] for k, chunk in enumerate(chunks)], dim=-1)
+
+
+def check_choice(method: str, key: str, value: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"{method} {key} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def check_range(
+    method: str, key: str, value: float, low: float, high: float, *, high_open: bool = False
+) -> float:
+    value = float(value)
+    ok = low <= value < high if high_open else low <= value <= high
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise ConfigError(f"{method} {key} must be in [{low}, {high}{bracket}, got {value}")
+    return value
+
+
+def task_index(method: str, task: str | int, task_names: Sequence[str]) -> int:
+    """Resolve a task given by name or index."""
+    if isinstance(task, bool):
+        raise ConfigError(f"{method} task must be a task name or index, got {task!r}")
+    if isinstance(task, int):
+        if not 0 <= task < len(task_names):
+            raise ConfigError(f"{method} task index {task} out of range [0, {len(task_names)})")
+        return task
+    if task in task_names:
+        return list(task_names).index(task)
+    raise ConfigError(f"{method} task '{task}' is not a task of this dataset; valid: {', '.join(task_names)}")
+
+
+def require_losses(method: str, ctx: StepContext, num_tasks: int) -> Tensor:
+    if ctx.losses is None:
+        raise ValueError(f"{method} needs the raw losses in ctx.losses (mtl.step.backward fills them)")
+    if ctx.losses.shape != (num_tasks,):
+        raise ValueError(f"{method} expected {num_tasks} losses, got shape {tuple(ctx.losses.shape)}")
+    return ctx.losses
