@@ -72,7 +72,10 @@ def init_ray(settings: RaySettings, resources: Resources) -> bool:
             "log_to_driver": True,
         }
         if settings.local:
+            # address="local" always starts a new Ray here, even when another local cluster is running
+            # (without it ray.init joins that one and rejects the object store size).
             ray.init(
+                address="local",
                 num_cpus=settings.num_cpus,
                 num_gpus=settings.num_gpus,
                 object_store_memory=settings.object_store_memory or LOCAL_OBJECT_STORE_BYTES,
