@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
 from mtl.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
+_LOOKS_NUMERIC = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _as_number(kind: str, name: str, key: str, annotation: Any, value: Any) -> Any:
+    """``value`` for a parameter declared as a plain ``int`` or ``float``: a string that spells a number
+    becomes that number (YAML 1.1 reads ``1e4`` and ``1.0e4`` as strings; the CLI's ``-m sac_lr=1e-3`` too),
+    any other string is refused with a clear message; everything else is returned unchanged."""
+    if annotation not in (int, float, "int", "float") or not isinstance(value, str):
+        return value
+    if not _LOOKS_NUMERIC.match(value.strip()):
+        raise ConfigError(f"{kind} '{name}': {key} must be a number, got the string {value!r}")
+    number = float(value)
+    return int(number) if annotation in (int, "int") and number.is_integer() else number
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str:
@@ -84,9 +98,15 @@ class Registry(Generic[T]):
                 f"unknown keyword argument(s) {unknown} for {self.kind} '{self.canonical(name)}'"
                 f"{_suggest(unknown[0], valid)}; valid: {listed}"
             )
+        for key, value in kwargs.items():
+            _as_number(self.kind, self.canonical(name), key, valid[key].annotation, value)
 
     def build(self, name: str, /, context: dict[str, Any] | None = None, **kwargs: Any) -> T:
         self.check_kwargs(name, kwargs)
+        params = self.parameters(name)
+        kwargs = {  # numbers given as strings (the CLI's -m k=1e-3, YAML's 1e4) become numbers
+            k: _as_number(self.kind, name, k, params[k].annotation, v) for k, v in kwargs.items()
+        }
         factory = self.factory(name)
         accepted = inspect.signature(factory).parameters
         ctx = {k: v for k, v in (context or {}).items() if k in accepted}

@@ -145,7 +145,8 @@ def augment_sample(
 
 # -- files ----------------------------------------------------------------------------------------------
 def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a ``.npy`` file from its header only."""
+    """Shape and dtype of a ``.npy`` file from its header only (and its size: a file truncated after the
+    header, e.g. by an interrupted copy, fails here rather than in the middle of training)."""
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
@@ -153,10 +154,17 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
                 shape, _, dtype = np.lib.format.read_array_header_1_0(f)
             else:
                 shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
     except FileNotFoundError:
         raise DatasetError(f"expected {path}") from None
     except (ValueError, OSError) as exc:
         raise DatasetError(f"{path} is not a valid .npy file: {exc}") from exc
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if not dtype.hasobject and data_bytes < expected:
+        raise DatasetError(
+            f"{path} is truncated: {data_bytes} bytes of array data, expected {expected} "
+            f"(shape {tuple(shape)}, {dtype})"
+        )
     return tuple(int(s) for s in shape), dtype
 
 

@@ -1,0 +1,517 @@
+"""Malformed studies, datasets and method arguments, each answered by a clear error before training starts.
+
+:data:`CASES` is the table: an id, what is wrong, where it is caught (``study check`` = schema validation,
+which ``study run`` also does before starting Ray; ``Ray start`` = the cluster check ``study run`` does right
+after connecting, before any trial; ``dataset`` / ``method`` construction = what a trial does before its
+first step), the expected error type and a fragment of its message. ``docs/bad_inputs.md`` is rendered from
+it (with the actual messages)::
+
+    python -m tests.test_bad_inputs > docs/bad_inputs.md
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from mtl.errors import ConfigError, DatasetError
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
+TASKS = ["t0", "t1", "t2"]
+
+# a valid study; each study case changes one thing
+BASE_STUDY: dict[str, Any] = {
+    "name": "bad",
+    "datasets": [{"name": "synthetic", "kwargs": {"n_train": 64}}],
+    "methods": ["ew", {"name": "db_mtl", "space": {"beta": {"choice": [0.1, 0.9]}}}],
+    "seeds": [0],
+    "space": {"lr": {"loguniform": [1.0e-4, 1.0e-2]}},
+    "train": {"epochs": 3, "batch_size": 32, "device": "cpu"},
+    "search": {"algorithm": "optuna", "seed": 0, "num_samples": 2},
+    "scheduler": {"type": "asha", "grace_period": 1, "reduction_factor": 2},
+    "resources": {"cpus_per_trial": 1},
+}
+
+
+def _study_error() -> type[Exception]:
+    from study.schema import StudyError
+
+    return StudyError
+
+
+def _cluster_error() -> type[Exception]:
+    from study.cluster import ClusterError
+
+    return ClusterError
+
+
+def _cache_error() -> type[Exception]:
+    from mtl.data.qm9 import CacheError
+
+    return CacheError
+
+
+@dataclass(frozen=True)
+class Case:
+    """``run(tmp)`` triggers the check; ``expect`` is an exception class (or a factory of one, for classes
+    that live in modules imported lazily) or a warning class."""
+
+    id: str
+    input: str
+    stage: str
+    run: Callable[[Path], Any]
+    expect: type[BaseException] | Callable[[], type[BaseException]]
+    match: str
+
+    @property
+    def expected(self) -> type[BaseException]:
+        e = self.expect
+        return e if isinstance(e, type) else e()
+
+
+# -- study files ---------------------------------------------------------------------------------------------
+def study_file(edit: Callable[[dict[str, Any]], Any] | str) -> Callable[[Path], Any]:
+    """A case that writes the base study changed by ``edit`` (or raw YAML text) and loads it like
+    ``study check`` does."""
+
+    def run(tmp: Path) -> Any:
+        from study.schema import load_study
+
+        if isinstance(edit, str):
+            text = edit
+        else:
+            doc = copy.deepcopy(BASE_STUDY)
+            edit(doc)
+            text = yaml.safe_dump(doc, sort_keys=False)
+        path = tmp / "bad.yaml"
+        path.write_text(text)
+        return load_study(path)
+
+    return run
+
+
+def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(doc: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        node: Any = doc
+        for key in parents:
+            node = node[int(key)] if isinstance(node, list) else node[key]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+
+    return edit
+
+
+def _drop(key: str) -> Callable[[dict[str, Any]], None]:
+    return lambda doc: doc.pop(key)
+
+
+def cluster_check(
+    edit: Callable[[dict[str, Any]], Any], nodes: list[dict[str, float]]
+) -> Callable[[Path], Any]:
+    """A study that is valid as a file but cannot run on a cluster of ``nodes`` (what ``study run`` checks
+    right after starting or joining Ray, before any trial is scheduled)."""
+
+    def run(tmp: Path) -> Any:
+        from study.cluster import check_resources
+
+        study = study_file(edit)(tmp)
+        check_resources(nodes, study.resources, "the Ray cluster")
+
+    return run
+
+
+# -- datasets ------------------------------------------------------------------------------------------------
+RES = (16, 24)
+
+
+def nyuv2(damage: Callable[[Path], Any] | None = None, **kwargs: Any) -> Callable[[Path], Any]:
+    """A tiny NYUv2 folder in the published layout, damaged by ``damage(root)``, then built."""
+
+    def run(tmp: Path) -> Any:
+        from mtl.data import build_dataset
+
+        root = tmp / "nyuv2"
+        rng = np.random.default_rng(0)
+        h, w = RES
+        for folder, n in (("train", 4), ("val", 2)):
+            for i in range(n):
+                arrays = {
+                    "image": rng.random((h, w, 3), dtype=np.float32),
+                    "label": rng.integers(-1, 13, (h, w)).astype(np.float32),
+                    "depth": rng.random((h, w, 1), dtype=np.float32),
+                    "normal": rng.normal(size=(h, w, 3)).astype(np.float32),
+                }
+                for key, arr in arrays.items():
+                    (root / folder / key).mkdir(parents=True, exist_ok=True)
+                    np.save(root / folder / key / f"{i}.npy", arr)
+        if damage is not None:
+            damage(root)
+        return build_dataset("nyuv2", **{"root": str(root), "resolution": RES, **kwargs})
+
+    return run
+
+
+def _truncate(rel: str, keep: int | None = None, drop: int | None = None) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = root / rel
+        data = path.read_bytes()
+        path.write_bytes(data[:keep] if keep is not None else data[: len(data) - (drop or 0)])
+
+    return damage
+
+
+def _replace(rel: str, array: Any) -> Callable[[Path], None]:
+    return lambda root: np.save(root / rel, array)
+
+
+def _remove(rel: str) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = root / rel
+        if path.is_dir():
+            for f in path.iterdir():
+                f.unlink()
+            path.rmdir()
+        else:
+            path.unlink()
+
+    return damage
+
+
+def _qm9_source(directory: Path, rows: int, drop_column: str | None = None) -> Path:
+    """The first ``rows`` molecules of qm9pack in its own CSV format (the other part files: header only)."""
+    from mtl.data import qm9
+
+    directory.mkdir(parents=True, exist_ok=True)
+    csv.field_size_limit(1 << 30)
+    with open(qm9.source_dir() / "qm9_part1.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        header = [c for c in (reader.fieldnames or []) if c != drop_column]
+        records = [{k: r[k] for k in header} for _, r in zip(range(rows), reader)]
+    for name in qm9.SOURCE_FILES:
+        with open(directory / name, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=header, quoting=csv.QUOTE_NONNUMERIC)
+            writer.writeheader()
+            if name == "qm9_part1.csv":
+                writer.writerows(records)
+    return directory
+
+
+def qm9_cache(corrupt: Callable[[Path], Any], through_dataset: bool = False) -> Callable[[Path], Any]:
+    """Build a QM9 cache for a 26-molecule subset, corrupt it, then load it (``load_cache``, which raises
+    the reason) or build the dataset again (which warns with the reason and rebuilds the cache)."""
+
+    def run(tmp: Path) -> Any:
+        from mtl.data import build_dataset, qm9
+
+        src = _qm9_source(tmp / "src", 40)
+        kw = {"source": str(src), "cache_dir": str(tmp / "cache"), "progress": False}
+        build_dataset("qm9", subset=26, **kw)
+        path = tmp / "cache" / f"qm9-v{qm9.CACHE_VERSION}.pt"
+        corrupt(path)
+        if through_dataset:
+            rebuilt = build_dataset("qm9", subset=26, **kw)
+            assert qm9.load_cache(path, qm9.source_fingerprint(src))  # the rebuilt cache is valid
+            return rebuilt
+        return qm9.load_cache(path, qm9.source_fingerprint(src))
+
+    return run
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"not a torch file")
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _tampered(path: Path) -> None:
+    import torch
+
+    blob = torch.load(path, weights_only=True)
+    blob["tensors"]["y"][0, 0] += 1.0
+    torch.save(blob, path)
+
+
+def method(name: str, **kwargs: Any) -> Callable[[Path], Any]:
+    def run(_tmp: Path) -> Any:
+        from mtl.methods import build_method
+
+        return build_method(name, TASKS, **kwargs)
+
+    return run
+
+
+def train_config(**values: Any) -> Callable[[Path], Any]:
+    def run(_tmp: Path) -> Any:
+        from mtl.config import TrainConfig
+
+        return TrainConfig.from_dict({"dataset": "synthetic", "method": "ew", **values})
+
+    return run
+
+
+S, R, D, M, T = "study check", "Ray start", "dataset construction", "method construction", "trial config"
+CASES: list[Case] = [
+    # study files: syntax and shape
+    Case("yaml-syntax", "unclosed bracket in YAML", S, study_file("name: x\nmethods: [ew\n"), _study_error,
+         "not valid YAML: line"),
+    Case("not-a-mapping", "the document is a list", S, study_file("- ew\n- db_mtl\n"), _study_error,
+         "must be a mapping of fields"),
+    Case("missing-field", "no `train:` section", S, study_file(_drop("train")), _study_error,
+         "train: required field is missing"),
+    Case("unknown-field", "`trian:` instead of `train:`", S,
+         study_file(lambda d: d.update(trian=d.pop("train"))), _study_error, "did you mean 'train'"),
+    Case("bad-type-epochs", "`train.epochs: three`", S, study_file(_set("train.epochs", "three")),
+         _study_error, "train.epochs: Input should be a valid integer"),
+    Case("bad-type-seeds", "`seeds: \"0,1\"` (a string)", S, study_file(_set("seeds", "0,1")), _study_error,
+         "seeds: Input should be a valid list"),
+    Case("bad-name", "`name: my study` (space)", S, study_file(_set("name", "my study")), _study_error,
+         "name: String should match pattern"),
+    Case("duplicate-seeds", "`seeds: [0, 0]`", S, study_file(_set("seeds", [0, 0])), _study_error,
+         "seeds: values must be distinct"),
+    Case("zero-samples", "`search.num_samples: 0`", S, study_file(_set("search.num_samples", 0)),
+         _study_error, "search.num_samples: Input should be greater than or equal to 1"),
+    Case("unknown-search", "`search.algorithm: tpe`", S, study_file(_set("search.algorithm", "tpe")),
+         _study_error, "search.algorithm: Input should be 'optuna', 'random' or 'grid'"),
+    Case("max-t-beyond-epochs", "`scheduler.max_t: 10` with 3 epochs", S,
+         study_file(_set("scheduler.max_t", 10)), _study_error, "scheduler.max_t: 10 exceeds train.epochs"),
+    Case("bad-ray-address", "`ray.address: http://head`", S,
+         study_file(_set("ray", {"address": "http://head"})), _study_error,
+         "address must be null (local Ray)"),
+    # methods in study files
+    Case("unknown-method", "`methods: [db_mtll]`", S, study_file(_set("methods", ["db_mtll"])),
+         _study_error, "methods[0].name: unknown method 'db_mtll'"),
+    Case("unknown-aggregator", "`igbv2+pcgradd`", S, study_file(_set("methods", ["igbv2+pcgradd"])),
+         _study_error, "unknown aggregator 'pcgradd'"),
+    Case("no-methods", "`methods: []`", S, study_file(_set("methods", [])), _study_error,
+         "methods: List should have at least 1 item"),
+    Case("unknown-method-kwarg", "`db_mtl` with `kwargs: {betta: 0.5}`", S,
+         study_file(_set("methods.1", {"name": "db_mtl", "kwargs": {"betta": 0.5}})), _study_error,
+         "unknown keyword argument 'betta' for method 'db_mtl'"),
+    Case("bad-method-kwarg-value", "`alpha_strategy: maximum`", S,
+         study_file(_set("methods.1", {"name": "db_mtl", "kwargs": {"alpha_strategy": "maximum"}})),
+         _study_error, "unknown alpha_strategy 'maximum'; valid: max, min"),
+    Case("negative-buffer-size", "IGBv2 `kwargs: {buffer_size: -100}`", S,
+         study_file(_set("methods.1", {"name": "igbv2", "kwargs": {"buffer_size": -100}})), _study_error,
+         "buffer_size must be an integer >= 1, got -100"),
+    Case("negative-buffer-size-searched", "IGBv2 `buffer_size: {int: [-10, 1000]}`", S,
+         study_file(_set("methods.1", {"name": "igbv2", "space": {"buffer_size": {"int": [-10, 1000]}}})),
+         _study_error, "methods[1].space.buffer_size: igbv2 buffer_size must be an integer >= 1, got -10"),
+    Case("buffer-size-not-a-number", "IGBv2 `buffer_size: lots`", S,
+         study_file(_set("methods.1", {"name": "igbv2", "kwargs": {"buffer_size": "lots"}})), _study_error,
+         "igbv2': buffer_size must be a number, got the string 'lots'"),
+    Case("bad-type-method-kwarg", "`beta: high`", S,
+         study_file(_set("methods.1", {"name": "db_mtl", "kwargs": {"beta": "high"}})), _study_error,
+         "beta must be a number, got the string 'high'"),
+    # search spaces
+    Case("empty-choice", "`lr: {choice: []}`", S, study_file(_set("space", {"lr": {"choice": []}})),
+         _study_error, "space.lr: choice needs at least one value"),
+    Case("empty-distribution", "`lr: {}`", S, study_file(_set("space", {"lr": {}})), _study_error,
+         "space.lr: give exactly one of choice, grid, uniform, loguniform, int"),
+    Case("unknown-distribution", "`lr: {normal: [0, 1]}`", S,
+         study_file(_set("space", {"lr": {"normal": [0, 1]}})), _study_error,
+         "space.lr.normal: unknown field"),
+    Case("loguniform-from-zero", "`lr: {loguniform: [0, 0.1]}`", S,
+         study_file(_set("space", {"lr": {"loguniform": [0, 0.1]}})), _study_error,
+         "loguniform needs low > 0"),
+    Case("reversed-bounds", "`beta: {uniform: [0.9, 0.1]}`", S,
+         study_file(_set("methods.1.space", {"beta": {"uniform": [0.9, 0.1]}})), _study_error,
+         "uniform needs finite low < high"),
+    Case("searched-value-out-of-range", "`beta: {choice: [0.5, 1.5]}`", S,
+         study_file(_set("methods.1.space", {"beta": {"choice": [0.5, 1.5]}})), _study_error,
+         "methods[1].space.beta: max_norm beta must be in [0, 1), got 1.5"),
+    Case("reserved-hyperparameter", "searching `seed`", S,
+         study_file(_set("space", {"seed": {"choice": [0, 1]}})), _study_error, "'seed' cannot be searched"),
+    Case("grid-with-continuous", "`search.algorithm: grid` with a loguniform", S,
+         study_file(_set("search", {"algorithm": "grid"})), _study_error,
+         "search.algorithm grid needs choice"),
+    # training settings, datasets named in the study, resources
+    Case("negative-lr", "`train.lr: -0.001`", S, study_file(_set("train.lr", -0.001)), _study_error,
+         "train.lr: Input should be greater than 0"),
+    Case("unknown-optimizer", "`train.optimizer: adagrad`", S, study_file(_set("train.optimizer", "adagrad")),
+         _study_error, "optimizer 'adagrad' unknown; valid: adam, adamw, sgd"),
+    Case("unknown-grad-mode", "`train.grad_mode: fast`", S, study_file(_set("train.grad_mode", "fast")),
+         _study_error, "grad_mode 'fast' unknown; valid: exact, exact_vmap, rep"),
+    Case("unknown-dataset", "`datasets: [qm10]`", S, study_file(_set("datasets", ["qm10"])), _study_error,
+         "unknown dataset 'qm10'"),
+    Case("unknown-dataset-kwarg", "synthetic `kwargs: {n_trian: 64}`", S,
+         study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_trian": 64}}])), _study_error,
+         "unknown keyword argument(s) ['n_trian'] for dataset 'synthetic'"),
+    Case("cuda-without-gpus-per-trial", "`train.device: cuda`, `gpus_per_trial: 0`", S,
+         study_file(_set("train.device", "cuda")), _study_error, "needs resources.gpus_per_trial > 0"),
+    Case("gpu-request-without-gpus", "`gpus_per_trial: 1` on a cluster with no GPU", R,
+         cluster_check(lambda d: (d["train"].update(device="cuda"), d["resources"].update(gpus_per_trial=1)),
+                       [{"CPU": 2.0}]),
+         _cluster_error, "has no GPUs"),
+    Case("more-cpus-than-any-node", "`cpus_per_trial: 8` on 2-CPU nodes", R,
+         cluster_check(_set("resources.cpus_per_trial", 8), [{"CPU": 2.0}, {"CPU": 2.0}]), _cluster_error,
+         "no node of the Ray cluster can hold one trial"),
+    # method arguments given directly (mtl train -m ..., or a trial)
+    Case("stl-unknown-task", "`stl` with `task=t9`", M, method("stl", task="t9"), ConfigError,
+         "stl task 't9' is not a task of this dataset"),
+    Case("missing-solver", "`nash_mtl` with `solver=GUROBI`", M, method("nash_mtl", solver="GUROBI"),
+         ConfigError, "solver 'GUROBI' is not installed"),
+    Case("negative-cagrad-c", "`cagrad` with `c=-1`", M, method("cagrad", c=-1), ConfigError,
+         "cagrad c must be >= 0"),
+    Case("trial-config-unknown-key", "TrainConfig with `epoch=3`", T, train_config(epoch=3), ConfigError,
+         "unknown trial config key(s) ['epoch']"),
+    # dataset folders (NYUv2, published .npy layout)
+    Case("nyuv2-missing-root", "`root` that does not exist", D,
+         lambda tmp: nyuv2(root=str(tmp / "nowhere"))(tmp), DatasetError, "does not exist"),
+    Case("nyuv2-missing-folder", "no `train/depth/` folder", D, nyuv2(_remove("train/depth")), DatasetError,
+         "expected folder"),
+    Case("nyuv2-missing-file", "`train/normal/2.npy` missing", D, nyuv2(_remove("train/normal/2.npy")),
+         DatasetError, "train/normal/2.npy"),
+    Case("nyuv2-truncated-npy", "`train/depth/1.npy` cut short after its header", D,
+         nyuv2(_truncate("train/depth/1.npy", drop=100)), DatasetError, "1.npy is truncated"),
+    Case("nyuv2-truncated-header", "`val/image/0.npy` cut inside its header", D,
+         nyuv2(_truncate("val/image/0.npy", keep=40)), DatasetError, "is not a valid .npy file"),
+    Case("nyuv2-not-npy", "`train/label/0.npy` is text", D,
+         nyuv2(lambda root: (root / "train/label/0.npy").write_text("hello")), DatasetError,
+         "is not a valid .npy file"),
+    Case("nyuv2-wrong-shape", "`train/image/3.npy` of shape 16×24×2", D,
+         nyuv2(_replace("train/image/3.npy", np.zeros((16, 24, 2), np.float32))), DatasetError,
+         "shape (16, 24, 2), expected (16, 24, 3)"),
+    Case("nyuv2-wrong-dtype", "`train/depth/0.npy` holds strings", D,
+         nyuv2(_replace("train/depth/0.npy", np.full((16, 24, 1), "x"))), DatasetError, "expected a numeric"),
+    Case("nyuv2-bad-val-fraction", "`val_fraction=1.5`", D, nyuv2(val_fraction=1.5), ConfigError,
+         "val_fraction must be in (0, 1)"),
+    # QM9
+    Case("qm9-garbage-cache", "the cache file overwritten with garbage", D, qm9_cache(_garbage),
+         _cache_error, "unreadable"),
+    Case("qm9-truncated-cache", "the cache file cut in half", D, qm9_cache(_truncated), _cache_error,
+         "unreadable"),
+    Case("qm9-tampered-cache", "one cached target changed", D, qm9_cache(_tampered), _cache_error,
+         "checksum mismatch"),
+    Case("qm9-corrupt-cache-rebuilt", "building QM9 over a tampered cache", D,
+         qm9_cache(_tampered, through_dataset=True), UserWarning,
+         "is invalid (checksum mismatch); rebuilding"),
+    Case("qm9-missing-column", "a source CSV without its SMILES column", D,
+         lambda tmp: __import__("mtl.data", fromlist=["build_dataset"]).build_dataset(
+             "qm9", source=str(_qm9_source(tmp / "src", 20, drop_column="SMILES")), limit=20, progress=False),
+         ConfigError, "lacks columns"),
+    Case("qm9-bad-subset", "`subset=5` (below one split period)", D,
+         lambda tmp: __import__("mtl.data", fromlist=["build_dataset"]).build_dataset("qm9", subset=5),
+         ConfigError, "qm9 subset must be an integer >= 13"),
+]  # fmt: skip
+
+
+def outcome(case: Case, tmp: Path) -> tuple[type[BaseException] | None, str]:
+    """Run a case: the exception (or warning) class it produced and its message ('' when nothing)."""
+    expected = case.expected
+    if issubclass(expected, Warning):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            case.run(tmp)
+        hits = [w for w in caught if issubclass(w.category, expected) and case.match in str(w.message)]
+        return (hits[0].category, str(hits[0].message)) if hits else (None, "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            case.run(tmp)
+    except Exception as exc:
+        return type(exc), str(exc)
+    return None, ""
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_answered_by_a_clear_error(case: Case, tmp_path: Path) -> None:
+    kind, message = outcome(case, tmp_path)
+    assert kind is not None, f"{case.id}: accepted without a word"
+    assert issubclass(kind, case.expected), f"{case.id}: {kind.__name__}: {message}"
+    assert case.match in message, f"{case.id}: message does not say {case.match!r}:\n{message}"
+
+
+def test_numbers_spelled_as_strings_are_numbers() -> None:
+    """YAML 1.1 reads ``1e4`` as a string and ``mtl train -m sac_lr=1e-3`` passes one: both mean numbers."""
+    from mtl.methods import build_method
+    from study.schema import parse_study
+
+    method = build_method("igbv2", TASKS, buffer_size="1e4", sac_lr="1e-3")
+    assert method.balancer.buffer_size == 10_000 and isinstance(method.balancer.buffer_size, int)
+    text = "name: ok\ndatasets: [synthetic]\nmethods: [{name: igbv2, kwargs: {buffer_size: 1e4}}]\n"
+    assert parse_study(text + "train: {epochs: 2}\n").methods[0].kwargs == {"buffer_size": "1e4"}
+
+
+def test_the_table_is_large_and_ids_are_unique() -> None:
+    ids = [c.id for c in CASES]
+    assert len(ids) >= 20 and len(set(ids)) == len(ids)
+
+
+def test_study_check_reports_every_bad_study_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same files through the CLI: exit status 2, the reason on stderr, nothing started."""
+    from study.cli import main
+
+    cases = [c for c in CASES if c.stage == S]
+    for case in cases:
+        folder = tmp_path / case.id
+        folder.mkdir()
+        with pytest.raises(case.expected):
+            case.run(folder)
+        assert main(["check", str(folder / "bad.yaml")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: invalid study") and case.match in err, (case.id, err)
+
+
+def test_docs_table_lists_every_case() -> None:
+    text = DOC.read_text()
+    for case in CASES:
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{case.id}` |")), None)
+        assert row is not None, (
+            f"docs/bad_inputs.md lacks {case.id}: regenerate it (see the module docstring)"
+        )
+        assert f"`{case.expected.__name__}`" in row, (case.id, row)
+
+
+def render(cases: list[Case] = CASES) -> str:
+    """docs/bad_inputs.md: the table with the message each case actually produces."""
+    lines = [
+        "# What bad inputs are caught",
+        "",
+        "Generated from `tests/test_bad_inputs.py` (`python -m tests.test_bad_inputs > docs/bad_inputs.md`);",
+        "each row is a test. *Caught by*: `study check` = the study schema (also run by `study run` before",
+        "Ray starts), `Ray start` = the cluster check `study run` makes right after starting or joining Ray,",
+        "before any trial is scheduled; dataset / method construction and the trial config = what a trial",
+        "builds before its first training step. A corrupted QM9 cache is not an error: it is reported and",
+        "rebuilt.",
+        "",
+        f"{len(cases)} cases.",
+        "",
+        "| id | input | caught by | error | message (first line; temporary paths shortened) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for case in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            kind, message = outcome(case, Path(tmp))
+            message = message.replace(tmp, "<tmp>")
+        body = [line.strip() for line in message.splitlines() if line.strip()]
+        if case.stage == S and len(body) > 1:  # "invalid study file ...:" then the problem lines
+            body = body[1:]
+        text = " ".join(body[:2]) if body else "(no error!)"
+        text = text.replace("|", "\\|")
+        if len(text) > 220:
+            text = text[:217] + "..."
+        name = kind.__name__ if kind is not None else "none"
+        what = case.input.replace("|", "\\|")
+        lines.append(f"| `{case.id}` | {what} | {case.stage} | `{name}` | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())
