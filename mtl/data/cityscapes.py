@@ -15,8 +15,6 @@ Data folder: ``dataset_kwargs root=...`` or ``$MTL_DATA_CITYSCAPES``.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from typing import ClassVar
 
 from mtl.data.base import Nested, TrainDefaults
@@ -44,27 +42,3 @@ class Cityscapes(DenseSceneDataset):
         epochs=200,
     )
     reference_tables: ClassVar[dict[str, Nested | None]] = {"deeplab_resnet50": CITYSCAPES_STL, "none": None}
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str] | None = None,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        augment: bool = False,
-        resolution: Sequence[int] | None = None,
-        subset: int | None = None,
-        num_workers: int = 0,
-        reference_table: str = "deeplab_resnet50",
-        median_resolution: float = 1e-4,
-    ) -> None:
-        super().__init__(
-            root=root,
-            val_fraction=val_fraction,
-            split_seed=split_seed,
-            augment=augment,
-            resolution=resolution,
-            subset=subset,
-            num_workers=num_workers,
-            reference_table=reference_table,
-            median_resolution=median_resolution,
-        )
