@@ -388,7 +388,21 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
         write_trial("failed", message)
         raise NonFiniteMetricError(message)
 
-    write_trial("running")
+    def report(record: Mapping[str, Any], state_path: str) -> None:
+        epoch = int(record["epoch"])
+        metrics = {key: record[key] for key in REPORTED if key in record}
+        metrics.update(
+            epoch=epoch,
+            epochs_done=trainer.epoch,
+            seed=seed,
+            best_val_delta_p=max(r["val_delta_p"] for r in trainer.records),
+        )
+        with tempfile.TemporaryDirectory(prefix="mtl-study-") as tmp:
+            (Path(tmp) / POINTER_FILE).write_text(json.dumps({"epoch": epoch, "state": state_path}))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+    reported = False
+    write_trial("completed" if trainer.epoch >= max_epochs else "running")
     while trainer.epoch < max_epochs:
         epoch = trainer.epoch
         try:
@@ -424,13 +438,11 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
                 "fingerprint": fingerprint(config_dict),
             },
         )
-        metrics = {key: record[key] for key in REPORTED if key in record}
-        metrics.update(
-            epoch=epoch,
-            epochs_done=trainer.epoch,
-            seed=seed,
-            best_val_delta_p=max(r["val_delta_p"] for r in trainer.records),
-        )
-        with tempfile.TemporaryDirectory(prefix="mtl-study-") as tmp:
-            (Path(tmp) / POINTER_FILE).write_text(json.dumps({"epoch": epoch, "state": state_path}))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        report(record, state_path)
+        reported = True
+    if not reported and trainer.records:
+        # Resumed from a state that had already run every epoch (the study was interrupted between the
+        # last save and Tune recording that result): report the last result again, so Tune and the
+        # searcher get the metric instead of an empty final result.
+        last = trainer.records[-1]
+        report(last, store.path(int(last["epoch"])))
