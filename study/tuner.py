@@ -335,4 +335,10 @@ def _error_text(trial: Any) -> str:
     for line in reversed(lines):
         if "Error" in line or "Exception" in line or "Fault" in line:
             return line[:2000]
-    return (lines[-1] if lines else "trial failed (no error message recorded)")[:2000]
+    if not lines:
+        # Ray gives no message when the trial's process itself is gone (SIGKILL, OOM kill, lost node)
+        return (
+            "the trial's worker process died without an error message "
+            "(killed by a signal, out of memory, or its node was lost)"
+        )
+    return lines[-1][:2000]
