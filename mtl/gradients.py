@@ -19,7 +19,7 @@ from the same calls, so no extra backward is spent on them. ``G`` is written in 
 
 Which of ``exact`` / ``exact_vmap`` is faster depends on the model and the hardware; ``python -m
 benchmarks.step_time --modes exact,exact_vmap`` measures both side by side (on the 2-core CPU the per-task
-loop wins for the QM9 MPNN and ResNet-18; see the README's Benchmarks section).
+loop is 2.7x faster for the QM9 MPNN and ties on ResNet-18; see the README's Benchmarks section).
 """
 
 from __future__ import annotations
