@@ -253,22 +253,6 @@ class Office31(OfficeDataset):
     num_classes = 31
     stl_reference = OFFICE31_STL
 
-    def __init__(
-        self,
-        root: str | os.PathLike[str] | None = None,
-        lists_dir: str | os.PathLike[str] | None = None,
-        image_size: int = 224,
-        subset: int | None = None,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(
-            root=root,
-            lists_dir=lists_dir,
-            image_size=image_size,
-            subset=subset,
-            num_workers=num_workers,
-        )
-
 
 @DATASETS.register("office_home", "office-home", "officehome")
 class OfficeHome(OfficeDataset):
@@ -277,19 +261,3 @@ class OfficeHome(OfficeDataset):
     domains = ("Art", "Clipart", "Product", "Real_World")
     num_classes = 65
     stl_reference = OFFICE_HOME_STL
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str] | None = None,
-        lists_dir: str | os.PathLike[str] | None = None,
-        image_size: int = 224,
-        subset: int | None = None,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(
-            root=root,
-            lists_dir=lists_dir,
-            image_size=image_size,
-            subset=subset,
-            num_workers=num_workers,
-        )
