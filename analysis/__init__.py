@@ -6,16 +6,18 @@ Reads only Parquet (through the Ray-free :mod:`study.results` readers) with pand
 Modules, one job each:
 
 * :mod:`analysis.metrics` — which metrics a study has (from the ``test/<task>/<metric>`` columns) and their
-  direction (higher or lower is better), torch-free.
+  direction (higher or lower is better, as the study stored it), torch-free.
+* :mod:`analysis.identity` — what each method is (its stored balancer and aggregator), not its spelling.
 * :mod:`analysis.load` — read a study folder or URI; pick the best configuration per (dataset, method).
 * :mod:`analysis.tables` — leaderboards (DB-MTL Tables 1-4), the ablation (DB-MTL Table 5), Δm with the
   relative training time T (IGB); rendered as terminal text, Markdown, LaTeX and HTML.
 * :mod:`analysis.stats` — paired bootstrap comparison of two methods across seeds.
 * :mod:`analysis.plots` — the figures (DB-MTL Figs. 5-10, ASHA's view, the cost Pareto front).
 * :mod:`analysis.report` — one self-contained HTML or Markdown report.
+* :mod:`analysis.utilisation` — slot utilisation from the trials' start/end times and nodes.
 * :mod:`analysis.cli` — the ``analysis`` command.
 """
 
 from __future__ import annotations
 
-__all__ = ["cli", "load", "metrics", "plots", "report", "stats", "tables"]
+__all__ = ["cli", "identity", "load", "metrics", "plots", "report", "stats", "tables", "utilisation"]

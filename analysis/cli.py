@@ -7,7 +7,10 @@
     analysis delta-m PATH [--format ...] [--dataset D]                      # IGB Δm + relative time T
     analysis compare PATH --a M1 --b M2 [--dataset D] [--metric test_delta_p] [--n-boot N] [--seed S]
     analysis plots PATH --out DIR                                           # DB-MTL Figs. 5-10, ASHA, Pareto
-    analysis report PATH [--out FILE] [--format html|md]
+    analysis report PATH [--out FILE] [--format html|md] [--plots-dir DIR]
+
+Every command takes ``--reference paper|study``: Δp/Δm against the published STL rows (default) or against
+the study's own ``stl`` trials (:mod:`analysis.reference`); every table says which.
 
 PATH is the study folder ``<storage>/<study>`` (local or a pyarrow URI). Exit status 2 on a usage error
 (unknown method, no study at PATH, too few paired seeds).
@@ -16,10 +19,12 @@ PATH is the study folder ``<storage>/<study>`` (local or a pyarrow URI). Exit st
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 
 from analysis.load import Study, load_study
+from analysis.reference import CHOICES, PAPER
 from analysis.tables import RENDERERS, Table, ablation_table, delta_m_table, leaderboard, render
 
 
@@ -36,19 +41,19 @@ def _print_tables(tables: list[Table], fmt: str) -> None:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    study = load_study(args.path)
+    study = load_study(args.path, args.reference)
     _print_tables([leaderboard(study, d) for d in _datasets(study, args.dataset)], args.format)
     return 0
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    study = load_study(args.path)
+    study = load_study(args.path, args.reference)
     _print_tables([ablation_table(study, _datasets(study, args.dataset))], args.format)
     return 0
 
 
 def cmd_delta_m(args: argparse.Namespace) -> int:
-    study = load_study(args.path)
+    study = load_study(args.path, args.reference)
     _print_tables([delta_m_table(study, d) for d in _datasets(study, args.dataset)], args.format)
     return 0
 
@@ -56,7 +61,7 @@ def cmd_delta_m(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.stats import compare
 
-    study = load_study(args.path)
+    study = load_study(args.path, args.reference)
     result = compare(
         study,
         args.a,
@@ -68,13 +73,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(result.summary())
+    dataset = args.dataset or (study.datasets[0] if len(study.datasets) == 1 else None)
+    if dataset is not None and args.metric.endswith(("delta_p", "delta_m")):
+        print(f"({study.reference_label(dataset)})")
     return 0
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
     from analysis.plots import all_plots
 
-    figures = all_plots(load_study(args.path), args.out)
+    figures = all_plots(load_study(args.path, args.reference), args.out)
     for fig in figures:
         for path in fig.paths:
             print(path)
@@ -86,7 +94,16 @@ def cmd_plots(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from analysis.report import write_report
 
-    path = write_report(args.path, args.out, args.format, baseline=args.baseline, n_boot=args.n_boot)
+    path = write_report(
+        args.path,
+        args.out,
+        args.format,
+        baseline=args.baseline,
+        n_boot=args.n_boot,
+        reference=args.reference,
+        plots_dir=args.plots_dir,
+        command=args.command_line,
+    )
     print(path)
     return 0
 
@@ -102,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, func, help: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("path", help="the study folder <storage>/<study> (local path or URI)")
+        p.add_argument(
+            "--reference",
+            choices=CHOICES,
+            default=PAPER,
+            help="what Δp/Δm are measured against: the published STL rows the trials ran with (paper, "
+            "the default) or the study's own stl trials (study; analysis.reference)",
+        )
         p.set_defaults(func=func)
         return p
 
@@ -129,12 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "md"])
     p.add_argument("--baseline", default="ew", help="method the paired comparisons are against")
     p.add_argument("--n-boot", type=int, default=10_000)
+    p.add_argument(
+        "--plots-dir",
+        help="keep the figures here (PNG and PDF); a Markdown report then links them instead of embedding",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``analysis`` console script."""
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["analysis", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(args.func(args))
     except (ValueError, KeyError, FileNotFoundError) as exc:

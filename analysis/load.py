@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from analysis.identity import with_identity
+from analysis.metrics import stored_directions
 from study.results import hp_columns, read_epochs, read_trials
 
 ELIGIBLE = ("completed", "running")
@@ -32,18 +34,43 @@ FALLBACK = ("stopped",)
 CONFIG = "config"  # column added by :func:`with_config`: the configuration's label
 
 
-@dataclass
 class Study:
-    """A study's two tables: ``trials`` (one row per trial) and ``epochs`` (one row per trial and epoch)."""
+    """A study's two tables: ``trials`` (one row per trial) and ``epochs`` (one row per trial and epoch).
 
-    path: str
-    trials: pd.DataFrame
-    epochs: pd.DataFrame
-    notes: list[str] = field(default_factory=list)
+    ``epochs`` is read on first use when not given (tables built from ``trials`` alone, such as the
+    leaderboard, never read the epoch rows).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        trials: pd.DataFrame,
+        epochs: pd.DataFrame | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.path = path
+        self.trials = trials
+        self._epochs = epochs
+        self.notes = list(notes or [])
+        self.reference_labels: dict[str, str] = {}
+        """dataset -> what its Δp/Δm are measured against, in words (set by :func:`load_study`)."""
+
+    def reference_label(self, dataset: str) -> str:
+        """What ``dataset``'s Δp/Δm are measured against (every table says it)."""
+        from analysis.reference import PAPER_LABEL
+
+        return self.reference_labels.get(dataset, PAPER_LABEL)
+
+    @property
+    def epochs(self) -> pd.DataFrame:
+        if self._epochs is None:
+            self._epochs = prepare(read_epochs(self.path)) if self.path else pd.DataFrame()
+        return self._epochs
 
     @property
     def name(self) -> str:
-        for frame in (self.trials, self.epochs):
+        frames = (self.trials,) if not self.trials.empty else (self.trials, self.epochs)
+        for frame in frames:
             if "study" in frame.columns and frame["study"].notna().any():
                 return str(frame["study"].dropna().iloc[0])
         return self.path.rstrip("/").rsplit("/", 1)[-1]
@@ -51,7 +78,7 @@ class Study:
     @property
     def datasets(self) -> list[str]:
         values = set()
-        for frame in (self.trials, self.epochs):
+        for frame in (self.trials,) if not self.trials.empty else (self.trials, self.epochs):
             if "dataset" in frame.columns:
                 values |= set(frame["dataset"].dropna())
         return sorted(values)
@@ -60,23 +87,48 @@ class Study:
         frame = self.trials if dataset is None else self.trials[self.trials["dataset"] == dataset]
         return sorted(set(frame["method"].dropna())) if "method" in frame.columns else []
 
+    def directions(self, dataset: str) -> dict[tuple[str, str], bool]:
+        """The metric directions the study stored for ``dataset`` (empty for a schema-1 study)."""
+        frame = self.trials[self.trials["dataset"] == dataset] if "dataset" in self.trials else self.trials
+        return stored_directions(frame)
 
-def load_study(path: str) -> Study:
+
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table as analysis uses it: identity columns filled (:func:`analysis.identity.with_identity`) and
+    the :data:`CONFIG` label added."""
+    return with_config(with_identity(frame))
+
+
+def load_study(path: str, reference: str = "paper") -> Study:
     """Read the study at ``path`` — its folder ``<storage>/<study>`` (local or a pyarrow URI such as
-    ``s3://bucket/studies/demo``). Adds the :data:`CONFIG` label column to both tables.
+    ``s3://bucket/studies/demo``). Adds the :data:`CONFIG` label column to both tables; the epoch rows are
+    read when first used.
 
-    Raises :class:`FileNotFoundError` if the folder has neither ``trials/`` nor ``epochs/`` rows.
+    ``reference``: ``"paper"`` keeps the stored Δp/Δm (against the published STL rows); ``"study"``
+    rescores every trial against the study's own ``stl`` trials (:mod:`analysis.reference`).
+
+    Raises :class:`FileNotFoundError` if the folder has neither ``trials/`` nor ``epochs/`` rows, and
+    :class:`ValueError` for an unknown ``reference`` or a study without the STL runs it needs.
     """
+    from analysis.reference import CHOICES, STUDY, rescore, study_reference
+
+    if reference not in CHOICES:
+        raise ValueError(f"unknown reference {reference!r}; valid: {', '.join(CHOICES)}")
     trials = read_trials(path)
-    epochs = read_epochs(path)
-    if trials.empty and epochs.empty:
-        raise FileNotFoundError(
-            f"no study results under '{path}' (expected '<storage>/<study>' with trials/ and epochs/ folders)"
-        )
-    notes = []
+    study = Study(path=path, trials=prepare(trials))
+    if reference == STUDY and not trials.empty:
+        refs = {d: study_reference(study.trials, study.epochs, d) for d in study.datasets}
+        new_trials, new_epochs = rescore(study.trials, study.epochs, refs)
+        study = Study(path=path, trials=new_trials, epochs=new_epochs)
+        study.reference_labels = {d: r.label() for d, r in refs.items()}
     if trials.empty:
-        notes.append("no trials/ rows yet: tables are empty, only the epoch plots can be drawn")
-    return Study(path=path, trials=with_config(trials), epochs=with_config(epochs), notes=notes)
+        if study.epochs.empty:
+            raise FileNotFoundError(
+                f"no study results under '{path}' (expected '<storage>/<study>' with trials/ and epochs/ "
+                "folders)"
+            )
+        study.notes.append("no trials/ rows yet: tables are empty, only the epoch plots can be drawn")
+    return study
 
 
 def _format_value(value: object) -> str:
@@ -99,14 +151,19 @@ def config_label(row: pd.Series, columns: Sequence[str]) -> str:
 
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with a :data:`CONFIG` column labelling each row's hyperparameter configuration
-    (``hp/seed``, if a study searches it, is not part of the configuration)."""
+    (``hp/seed``, if a study searches it, is not part of the configuration). Labels are made once per
+    distinct configuration, not per row."""
     if frame.empty:
         return frame
     columns = [c for c in hp_columns(frame) if c != "hp/seed"]
     frame = frame.copy()
-    frame[CONFIG] = (
-        [config_label(row, columns) for _, row in frame[columns].iterrows()] if columns else "default"
-    )
+    if not columns:
+        frame[CONFIG] = "default"
+        return frame
+    keys = frame[columns].astype(object).where(frame[columns].notna(), None)
+    as_tuples = pd.Series(list(keys.itertuples(index=False, name=None)), index=frame.index)
+    labels = {values: config_label(pd.Series(values, index=columns), columns) for values in set(as_tuples)}
+    frame[CONFIG] = [labels[values] for values in as_tuples]
     return frame
 
 

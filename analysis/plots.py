@@ -9,6 +9,7 @@ function                 figure
 :func:`plot_grad_norms`  per-task gradient norms over epochs, one panel per method — DB-MTL Fig. 8
 :func:`plot_train_loss`  per-task training losses over epochs, one panel per method — DB-MTL Fig. 9
 :func:`plot_grad_cos`    mean pairwise gradient cosine similarity over epochs — DB-MTL Fig. 10
+:func:`plot_learning_curves` validation and test Δp over epochs, reported configuration per method
 :func:`plot_asha`        ASHA's view: validation Δp over epochs of every trial, early-stopped trials
                          marked ×, failed ones ▼ (dashed), running ones ○ (no paper shows this)
 :func:`plot_pareto`      test Δp versus device-hours spent per (method, configuration), with the Pareto
@@ -16,8 +17,12 @@ function                 figure
 =======================  ===========================================================================
 
 Figs. 5-6 apply the selection rule of :mod:`analysis.load` *within* each value of the hyperparameter on the
-x axis (the best configuration with that β and σ, or that strategy, chosen on validation Δp), and plot that
-configuration's test Δp, mean ± std (ddof=1) over seeds. Figs. 7-10 use the configuration the leaderboard
+x axis (the best configuration with that β and σ, or that strategy, chosen on validation Δp; from
+ASHA-stopped trials only where no trial of that value completed, then marked) and plot that configuration's
+test Δp, mean ± std (ddof=1) over seeds; every other configuration is drawn as a dot (× with the epochs it
+reached when ASHA stopped it), so a study whose scheduler stopped most configurations still shows them all.
+Epochs on every x axis are 1-based, as printed everywhere (stored 0-based).
+Figs. 7-10 use the configuration the leaderboard
 reports. Every function returns a :class:`Figure`; when the study lacks what a figure needs (no DB-MTL
 trials, no ``grad_cos`` measured, ...) it returns one with no paths and a ``note`` saying why, never raises.
 """
@@ -39,9 +44,11 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
+from analysis.identity import DB_MTL, has_parts
 from analysis.load import (
     CONFIG,
     ELIGIBLE,
+    FALLBACK,
     Study,
     best_config,
     device_kind,
@@ -51,7 +58,6 @@ from analysis.load import (
 )
 from analysis.metrics import tasks_of
 
-DB_MTL_NAMES = ("db_mtl", "log+max_norm", "si+max_norm")
 DPI = 120
 
 
@@ -78,7 +84,7 @@ def _save(fig: plt.Figure, out_dir: Path, stem: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
         path = out_dir / f"{stem}.{ext}"
-        fig.savefig(path, dpi=DPI)
+        fig.savefig(path, dpi=DPI, bbox_inches="tight")  # keeps notes drawn below the axes
         paths.append(path)
     plt.close(fig)
     return paths
@@ -106,24 +112,71 @@ def _panels(n: int, width: float = 4.6, height: float = 3.4, ncols: int | None =
 
 
 def _db_mtl_trials(study: Study) -> pd.DataFrame:
+    """DB-MTL trials that reached a validation result: completed, running or stopped by ASHA."""
     t = study.trials
     if t.empty or "test_delta_p" not in t.columns:
         return t.iloc[0:0]
-    return eligible_trials(t[t["method"].isin(DB_MTL_NAMES)], ELIGIBLE)
+    return eligible_trials(t[has_parts(t, DB_MTL)], (*ELIGIBLE, *FALLBACK))
 
 
 def _best_by(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Per value of ``by``: the best configuration (validation), its test Δp mean, std (ddof=1), n."""
-    chosen = best_config(trials, by)
-    return (
-        chosen.groupby(by, dropna=False)["test_delta_p"]
-        .agg(mean="mean", std=lambda s: s.std(ddof=1), n="count")
-        .reset_index()
-    )
+    """Per value of ``by``: the configuration the selection rule picks (:mod:`analysis.load`: best mean
+    validation Δp over the completed or running trials; only where none, over the stopped ones), its test Δp
+    mean, std (ddof=1), n, and ``stopped`` (picked from stopped trials)."""
+    out = []
+    for statuses, stopped in ((ELIGIBLE, False), (FALLBACK, True)):
+        pool = trials[trials["status"].isin(list(statuses))]
+        if out:  # values already covered by completed/running trials keep them
+            covered = pd.concat(out)[by].drop_duplicates()
+            pool = pool.merge(covered, on=by, how="left", indicator=True)
+            pool = pool[pool["_merge"] == "left_only"].drop(columns="_merge")
+        if pool.empty:
+            continue
+        stats = (
+            best_config(pool, by)
+            .groupby(by, dropna=False)["test_delta_p"]
+            .agg(mean="mean", std=lambda s: s.std(ddof=1), n="count")
+            .reset_index()
+        )
+        out.append(stats.assign(stopped=stopped))
+    if not out:
+        return pd.DataFrame(columns=[*by, "mean", "std", "n", "stopped"])
+    return pd.concat(out, ignore_index=True)
+
+
+def every_config(trials: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Every configuration of ``trials`` (one point each, whatever ASHA did): its ``by`` values, test Δp
+    mean over its seeds, ``stopped`` (all its trials stopped early) and ``epochs`` (the most any reached)."""
+    if trials.empty:
+        return pd.DataFrame(columns=[*by, CONFIG, "mean", "stopped", "epochs"])
+    grouped = trials.groupby([*by, CONFIG], dropna=False)
+    return grouped.agg(
+        mean=("test_delta_p", "mean"),
+        stopped=("status", lambda s: bool((s == "stopped").all())),
+        epochs=("epochs_done", "max"),
+    ).reset_index()
+
+
+RULE_NOTE = (
+    "line/bar: the configuration the selection rule picks per value (best mean validation Δp over completed "
+    "trials; × where only ASHA-stopped trials exist); dots: every configuration, × = stopped by ASHA "
+    "(epochs reached)"
+)
+
+
+def _every_point(ax, x: float, row: pd.Series, color) -> None:
+    if row["stopped"]:
+        ax.scatter(x, row["mean"], marker="x", s=28, color=color, alpha=0.7, zorder=2)
+        if np.isfinite(row["epochs"]):
+            ax.annotate(f"{int(row['epochs'])}", (x, row["mean"]), fontsize=6, alpha=0.7,
+                        xytext=(3, 2), textcoords="offset points")  # fmt: skip
+    else:
+        ax.scatter(x, row["mean"], marker="o", s=14, color=color, alpha=0.5, zorder=2)
 
 
 def plot_beta(study: Study, out_dir: Path) -> Figure:
-    """DB-MTL Fig. 5: test Δp versus β, one line per schedule σ (σ = 0: constant β; σ = 0.5: β/√k)."""
+    """DB-MTL Fig. 5: test Δp versus β, one line per schedule σ (σ = 0: constant β; σ = 0.5: β/√k); every
+    configuration is drawn too, ASHA-stopped ones marked with the epochs they reached."""
     fig_ = Figure("fig5_beta", "Δp versus β and its schedule (DB-MTL Fig. 5)")
     trials = _db_mtl_trials(study)
     if trials.empty or "hp/beta" not in trials.columns or trials["hp/beta"].isna().all():
@@ -134,25 +187,36 @@ def plot_beta(study: Study, out_dir: Path) -> Figure:
         trials["hp/beta_sigma"] = 0.0
     trials["hp/beta_sigma"] = trials["hp/beta_sigma"].fillna(0.0)
     datasets = sorted(set(trials["dataset"]))
-    fig, axes = _panels(len(datasets))
+    fig, axes = _panels(len(datasets), width=5.2, height=3.8)
+    by = ["hp/beta_sigma", "hp/beta"]
     for ax, dataset in zip(axes, datasets):
-        stats = _best_by(trials[trials["dataset"] == dataset], ["hp/beta_sigma", "hp/beta"])
-        for sigma, part in stats.groupby("hp/beta_sigma"):
+        mine = trials[trials["dataset"] == dataset]
+        stats = _best_by(mine, by)
+        points = every_config(mine, by)
+        for i, (sigma, part) in enumerate(stats.groupby("hp/beta_sigma")):
+            color = f"C{i}"
             part = part.sort_values("hp/beta")
             label = r"$\beta_k = \beta$" if sigma == 0 else rf"$\beta_k = \beta / k^{{{sigma:g}}}$"
-            ax.errorbar(
-                part["hp/beta"], part["mean"], yerr=part["std"].fillna(0), marker="o", capsize=3, label=label
+            ax.errorbar(part["hp/beta"], part["mean"], yerr=part["std"].fillna(0), marker="o", capsize=3,
+                        label=label, color=color, zorder=3)  # fmt: skip
+            picked_stopped = part[part["stopped"]]
+            ax.scatter(
+                picked_stopped["hp/beta"], picked_stopped["mean"], marker="X", s=80, color=color, zorder=4
             )
-        ax.set(title=dataset, xlabel="β", ylabel="test Δp (%) ↑")
+            for _, row in points[points["hp/beta_sigma"] == sigma].iterrows():
+                _every_point(ax, float(row["hp/beta"]), row, color)
+        ax.set(title=f"{dataset} ({len(points)} configuration(s))", xlabel="β", ylabel="test Δp (%) ↑")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(fig_.title)
+    fig.text(0.5, -0.02, RULE_NOTE, ha="center", va="top", fontsize=7, wrap=True)
     fig_.paths = _save(fig, out_dir, fig_.name)
     return fig_
 
 
 def plot_alpha(study: Study, out_dir: Path) -> Figure:
-    """DB-MTL Fig. 6: test Δp per strategy for the step size α_k (max, min, mean, median, constant)."""
+    """DB-MTL Fig. 6: test Δp per strategy for the step size α_k (max, min, mean, median, constant); every
+    configuration is drawn too, ASHA-stopped ones marked with the epochs they reached."""
     fig_ = Figure("fig6_alpha", "Δp per α_k strategy (DB-MTL Fig. 6)")
     trials = _db_mtl_trials(study)
     col = "hp/alpha_strategy"
@@ -162,19 +226,68 @@ def plot_alpha(study: Study, out_dir: Path) -> Figure:
     trials = trials[trials[col].notna()]
     order = ["max", "min", "mean", "median", "constant"]
     datasets = sorted(set(trials["dataset"]))
-    fig, axes = _panels(len(datasets))
+    fig, axes = _panels(len(datasets), width=5.2, height=3.8)
     for ax, dataset in zip(axes, datasets):
-        stats = _best_by(trials[trials["dataset"] == dataset], [col])
+        mine = trials[trials["dataset"] == dataset]
+        stats = _best_by(mine, [col])
         stats["order"] = [order.index(s) if s in order else len(order) for s in stats[col]]
-        stats = stats.sort_values(["order", col])
+        stats = stats.sort_values(["order", col]).reset_index(drop=True)
         x = np.arange(len(stats))
         colors = ["tab:red" if s == "max" else "tab:blue" for s in stats[col]]
-        ax.bar(x, stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color=colors)
+        hatches = ["//" if stopped else "" for stopped in stats["stopped"]]
+        bars = ax.bar(x, stats["mean"], yerr=stats["std"].fillna(0), capsize=3, color=colors, alpha=0.8)
+        for bar, hatch in zip(bars, hatches):
+            bar.set_hatch(hatch)
+        points = every_config(mine, [col])
+        for i, strategy in enumerate(stats[col]):
+            for j, (_, row) in enumerate(points[points[col] == strategy].iterrows()):
+                _every_point(ax, i + 0.25 + 0.04 * (j % 5), row, "black")
         ax.set_xticks(x, [str(s) for s in stats[col]])
         ax.axhline(0, color="black", lw=0.6)
-        ax.set(title=dataset, xlabel="α_k strategy", ylabel="test Δp (%) ↑")
+        ax.set(
+            title=f"{dataset} ({len(points)} configurations)", xlabel="α_k strategy", ylabel="test Δp (%) ↑"
+        )
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(fig_.title)
+    fig.text(0.5, -0.02, RULE_NOTE + "; hatched bar: picked from stopped trials", ha="center", va="top",
+             fontsize=7, wrap=True)  # fmt: skip
+    fig_.paths = _save(fig, out_dir, fig_.name)
+    return fig_
+
+
+def plot_learning_curves(study: Study, out_dir: Path) -> Figure:
+    """Validation and test Δp over epochs of the configuration each method reports (mean over its seeds,
+    band: min-max over seeds), one panel per dataset and split; against the study's reference
+    (:meth:`analysis.load.Study.reference_label`)."""
+    fig_ = Figure("learning_curves", "Δp over epochs (reported configuration, mean and range over seeds)")
+    e = study.epochs
+    if e.empty or "val_delta_p" not in e.columns or study.trials.empty:
+        fig_.note = "skipped: no epoch rows with val_delta_p"
+        return fig_
+    colors = method_colors(study)
+    datasets = study.datasets
+    fig, axes = _panels(2 * len(datasets), width=5.2, height=3.8, ncols=2)
+    for k, dataset in enumerate(datasets):
+        chosen = {m: s for m, s in selections(study, dataset).items() if m != "stl"}
+        for j, split in enumerate(("val", "test")):
+            ax = axes[2 * k + j]
+            for method, sel in chosen.items():
+                rows = selected_epochs(study, sel)
+                column = f"{split}_delta_p"
+                if rows.empty or column not in rows.columns:
+                    continue
+                curve = rows.groupby("epoch")[column].agg(["mean", "min", "max"])
+                curve = curve[np.isfinite(curve["mean"].astype(float))]
+                x = curve.index + 1
+                ax.plot(x, curve["mean"], color=colors[method], label=f"{method} ({len(sel.trials)} seeds)")
+                ax.fill_between(x, curve["min"], curve["max"], color=colors[method], alpha=0.15)
+            ax.set(title=f"{dataset} — {split}", xlabel="epoch", ylabel=f"{split} Δp (%) ↑")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(fig_.title)
+    fig.text(0.5, -0.02, "; ".join(dict.fromkeys(study.reference_label(d) for d in datasets)), ha="center",
+             va="top", fontsize=7, wrap=True)  # fmt: skip
     fig_.paths = _save(fig, out_dir, fig_.name)
     return fig_
 
@@ -240,7 +353,7 @@ def _per_task_curves(study: Study, out_dir: Path, prefix: str, fig_: Figure, yla
         fig, axes = _panels(len(panels), width=4.0, height=3.0, ncols=min(4, len(panels)))
         for ax, (method, curves, tasks) in zip(axes, panels):
             for t in tasks:
-                ax.plot(curves.index, curves[f"{prefix}/{t}"], marker=".", label=t)
+                ax.plot(curves.index + 1, curves[f"{prefix}/{t}"], marker=".", label=t)  # epochs 1-based
             values = curves.to_numpy(dtype=float)
             if np.all(values[np.isfinite(values)] > 0):
                 ax.set_yscale("log")
@@ -294,7 +407,7 @@ def plot_grad_cos(study: Study, out_dir: Path) -> Figure:
     fig, axes = _panels(len(data))
     for ax, (dataset, lines) in zip(axes, data.items()):
         for method, curve in lines:
-            ax.plot(curve.index, curve.to_numpy(), marker=".", color=colors[method], label=method)
+            ax.plot(curve.index + 1, curve.to_numpy(), marker=".", color=colors[method], label=method)
         ax.axhline(0, color="black", lw=0.6)
         ax.set(title=dataset, xlabel="epoch", ylabel="gradient cosine similarity")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -337,9 +450,10 @@ def plot_asha(study: Study, out_dir: Path) -> Figure:
             ok = np.isfinite(y)
             st = status.get((dataset, method, trial_id), "running")
             ls = "--" if st == "failed" else "-"
-            ax.plot(rows["epoch"][ok], y[ok], ls=ls, lw=1, alpha=0.75, color=colors[method])
+            x = rows["epoch"][ok] + 1  # epochs as printed: 1-based (stored 0-based)
+            ax.plot(x, y[ok], ls=ls, lw=1, alpha=0.75, color=colors[method])
             if st in styles and ok.any():
-                ax.scatter(rows["epoch"][ok].iloc[-1], y[ok].iloc[-1], zorder=3, **styles[st](colors[method]))
+                ax.scatter(x.iloc[-1], y[ok].iloc[-1], zorder=3, **styles[st](colors[method]))
         ax.set(title=dataset, xlabel="epoch", ylabel="validation Δp (%) ↑")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
@@ -425,6 +539,7 @@ PLOTS: tuple[Callable[[Study, Path], Figure], ...] = (
     plot_grad_norms,
     plot_train_loss,
     plot_grad_cos,
+    plot_learning_curves,
     plot_asha,
     plot_pareto,
 )

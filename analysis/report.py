@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import os
 import tempfile
 from pathlib import Path
 
@@ -80,13 +81,24 @@ def _comparisons(study: Study, dataset: str, baseline: str, n_boot: int) -> list
     return compare_all(study, dataset, baseline=baseline, n_boot=n_boot)
 
 
+def _link(path: Path, base: Path) -> str:
+    """``path`` relative to the folder ``base`` (as a report links a kept figure)."""
+    return Path(os.path.relpath(Path(path).resolve(), Path(base).resolve())).as_posix()
+
+
 def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
-def _sections(study: Study, baseline: str, n_boot: int) -> list[tuple[str, list[object]]]:
-    """(heading, [Table | list of comparisons | str]) in report order."""
-    sections: list[tuple[str, list[object]]] = [("Progress", [progress_table(study), *study.notes])]
+def _sections(
+    study: Study, baseline: str, n_boot: int, paper: Study | None = None
+) -> list[tuple[str, list[object]]]:
+    """(heading, [Table | list of comparisons | str]) in report order. ``paper``: the same study scored
+    against the published STL rows, shown after the main sections when ``study`` uses another reference."""
+    references = [study.reference_label(d) for d in study.datasets]
+    sections: list[tuple[str, list[object]]] = [
+        ("Progress", [progress_table(study), *study.notes, *dict.fromkeys(references)])
+    ]
     for dataset in study.datasets:
         items: list[object] = []
         if not study.trials.empty:
@@ -95,6 +107,9 @@ def _sections(study: Study, baseline: str, n_boot: int) -> list[tuple[str, list[
         sections.append((f"Dataset {dataset}", items))
     if not study.trials.empty:
         sections.append(("Ablation", [ablation_table(study)]))
+    if paper is not None and not paper.trials.empty:
+        items = [ablation_table(paper), *(leaderboard(paper, d) for d in paper.datasets)]
+        sections.append(("Against the published STL rows (for reference)", items))
     return sections
 
 
@@ -102,7 +117,14 @@ def _comparison_text(items: list[PairedComparison | str]) -> list[str]:
     return [c.summary() if isinstance(c, PairedComparison) else c for c in items]
 
 
-def render_html(study: Study, figures: list[Figure], baseline: str = "ew", n_boot: int = 10_000) -> str:
+def render_html(
+    study: Study,
+    figures: list[Figure],
+    baseline: str = "ew",
+    n_boot: int = 10_000,
+    paper: Study | None = None,
+    link_from: Path | None = None,
+) -> str:
     """The report as one HTML page (CSS inline, figures as base64 PNG)."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
@@ -113,7 +135,7 @@ def render_html(study: Study, figures: list[Figure], baseline: str = "ew", n_boo
         f"<h1>Study report — {html.escape(study.name)}</h1>",
         f"<p>{html.escape(study.path)} · generated {now} · {html.escape(RULE)}</p>",
     ]
-    for heading, items in _sections(study, baseline, n_boot):
+    for heading, items in _sections(study, baseline, n_boot, paper):
         out.append(f"<h2>{html.escape(heading)}</h2>")
         for item in items:
             if isinstance(item, Table):
@@ -132,15 +154,24 @@ def render_html(study: Study, figures: list[Figure], baseline: str = "ew", n_boo
         out.append(f"<h3>{html.escape(fig.title)}</h3>")
         pngs = [p for p in fig.paths if p.suffix == ".png"]
         for png in pngs:
-            out.append(f'<img alt="{html.escape(png.stem)}" src="{_png_data_uri(png)}">')
+            src = _link(png, link_from) if link_from is not None else _png_data_uri(png)
+            out.append(f'<img alt="{html.escape(png.stem)}" src="{html.escape(src)}">')
         if fig.note:
             out.append(f'<p class="note">{html.escape(fig.note)}</p>')
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
 
-def render_markdown(study: Study, figures: list[Figure], baseline: str = "ew", n_boot: int = 10_000) -> str:
-    """The report as one Markdown file (figures as base64 ``data:`` PNG images)."""
+def render_markdown(
+    study: Study,
+    figures: list[Figure],
+    baseline: str = "ew",
+    n_boot: int = 10_000,
+    paper: Study | None = None,
+    link_from: Path | None = None,
+) -> str:
+    """The report as one Markdown file (figures as base64 ``data:`` PNG images, or as links relative to
+    ``link_from``, the report's folder, when the figures are kept)."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         f"# Study report — {study.name}",
@@ -148,7 +179,7 @@ def render_markdown(study: Study, figures: list[Figure], baseline: str = "ew", n
         f"`{study.path}` · generated {now} · {RULE}",
         "",
     ]
-    for heading, items in _sections(study, baseline, n_boot):
+    for heading, items in _sections(study, baseline, n_boot, paper):
         out += [f"## {heading}", ""]
         for item in items:
             if isinstance(item, Table):
@@ -162,7 +193,8 @@ def render_markdown(study: Study, figures: list[Figure], baseline: str = "ew", n
     for fig in figures:
         out += [f"### {fig.title}", ""]
         for png in (p for p in fig.paths if p.suffix == ".png"):
-            out += [f"![{png.stem}]({_png_data_uri(png)})", ""]
+            src = _link(png, link_from) if link_from is not None else _png_data_uri(png)
+            out += [f"![{png.stem}]({src})", ""]
         if fig.note:
             out += [f"> {fig.note}", ""]
     return "\n".join(out) + "\n"
@@ -177,29 +209,43 @@ def write_report(
     n_boot: int = 10_000,
     plots_dir: str | Path | None = None,
     figures: list[Figure] | None = None,
+    reference: str = "paper",
+    command: str | None = None,
 ) -> Path:
     """Write the report of ``study`` (a :class:`Study` or its path) to ``out``.
 
     ``out`` defaults to ``<study name>_report.<fmt>`` in the working directory (the study folder is never
     written). ``fmt`` is ``html`` or ``md`` (default: from ``out``'s suffix, else ``html``). Figures are
-    drawn into ``plots_dir`` (kept) or a temporary folder (deleted), unless already drawn ones are passed
-    as ``figures``. Returns the report's path."""
+    drawn into ``plots_dir`` (kept, and linked from the report rather than embedded) or a temporary folder
+    (deleted, embedded), unless already drawn ones are passed as ``figures``. ``reference`` (for a path):
+    ``paper`` or ``study`` (:mod:`analysis.reference`); with ``study`` the report also shows the ablation
+    and leaderboards against the published rows. ``command``: how to regenerate it, printed at the top.
+    Returns the report's path."""
+    paper = None
     if isinstance(study, str):
-        study = load_study(study)
+        path = study
+        study = load_study(path, reference)
+        if reference != "paper":
+            paper = load_study(path)
     if fmt is None:
         suffix = Path(out).suffix.lstrip(".").lower() if out is not None else ""
         fmt = "md" if suffix in ("md", "markdown") else "html"
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format '{fmt}'; valid: {', '.join(FORMATS)}")
     out = Path(out) if out is not None else Path(f"{study.name}_report.{fmt}")
+    out.parent.mkdir(parents=True, exist_ok=True)
     renderer = render_html if fmt == "html" else render_markdown
+    kwargs = {"paper": paper}
     if figures is not None:
-        text = renderer(study, figures, baseline, n_boot)
+        text = renderer(study, figures, baseline, n_boot, **kwargs)
     elif plots_dir is not None:
-        text = renderer(study, all_plots(study, plots_dir), baseline, n_boot)
+        figs = all_plots(study, plots_dir)
+        text = renderer(study, figs, baseline, n_boot, link_from=out.parent, **kwargs)
     else:
         with tempfile.TemporaryDirectory(prefix="analysis-plots-") as tmp:
-            text = renderer(study, all_plots(study, tmp), baseline, n_boot)
-    out.parent.mkdir(parents=True, exist_ok=True)
+            text = renderer(study, all_plots(study, tmp), baseline, n_boot, **kwargs)
+    if command:
+        first, _, rest = text.partition("\n")
+        text = f"{first}\n\nRegenerate: `{command}`\n{rest}" if fmt == "md" else text
     out.write_text(text, encoding="utf-8")
     return out

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import Study, select
-from analysis.metrics import higher_is_better
+from analysis.metrics import Stored, higher_is_better
 
 SMALL_N = 5  # below this many pairs the summary warns that the percentile interval is optimistic
 
@@ -81,8 +81,12 @@ def paired_bootstrap(
     n_boot: int = 10_000,
     confidence: float = 0.95,
     seed: int = 0,
+    stored: Stored | None = None,
 ) -> PairedComparison:
     """Mean of ``a[s] − b[s]`` over the seeds ``s`` both have, with a percentile bootstrap CI.
+
+    ``stored``: the metric directions the study stored (:func:`analysis.metrics.stored_directions`), which
+    say whether the difference favours ``a``.
 
     ``a`` and ``b`` map seed -> value (a Series indexed by seed, or a dict). Non-finite values are dropped;
     seeds present in only one side are listed in ``unpaired_seeds``. Raises :class:`ValueError` if fewer than
@@ -124,14 +128,14 @@ def paired_bootstrap(
         ci_high=float(high),
         confidence=confidence,
         n_boot=n_boot,
-        higher_is_better=_direction(metric),
+        higher_is_better=_direction(metric, stored),
         unpaired_seeds=tuple(int(s) for s in unpaired),
     )
 
 
-def _direction(metric: str) -> bool | None:
+def _direction(metric: str, stored: Stored | None = None) -> bool | None:
     parts = metric.split("/")
-    return higher_is_better(parts[-1], parts[1] if len(parts) == 3 else None)
+    return higher_is_better(parts[-1], parts[1] if len(parts) == 3 else None, stored=stored)
 
 
 def per_seed(trials: pd.DataFrame, metric: str) -> pd.Series:
@@ -176,6 +180,7 @@ def compare(
         n_boot=n_boot,
         confidence=confidence,
         seed=seed,
+        stored=study.directions(dataset),
     )
 
 

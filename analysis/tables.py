@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from analysis.identity import DB_MTL, EW, MAX_NORM, SI, methods_with, with_identity
 from analysis.load import Selection, Study, selected_epochs, selections
 from analysis.metrics import Directions, arrow, higher_is_better, metric_columns
 
@@ -167,7 +168,7 @@ def _column_cell(trials: pd.DataFrame, column: str) -> Cell:
 
 
 def _as_study(source: Study | pd.DataFrame) -> Study:
-    return source if isinstance(source, Study) else Study("", source, pd.DataFrame())
+    return source if isinstance(source, Study) else Study("", with_identity(source), pd.DataFrame())
 
 
 def _flags(sel: Selection) -> str:
@@ -235,12 +236,14 @@ def leaderboard(
     :mod:`analysis.load`) every test metric at each trial's best validation epoch, mean ± std (ddof=1) over
     seeds, and Δp ± std; ranked by Δp (higher is better); ``stl`` (if present) first and unranked.
 
-    ``overrides`` sets metric directions the built-in table of :mod:`analysis.metrics` does not know.
+    Metric directions are those the study stored (:func:`analysis.metrics.stored_directions`);
+    ``overrides`` wins over them.
     """
     study = _as_study(source)
     trials = study.trials
     mine = trials[trials["dataset"] == dataset] if not trials.empty else trials
     pairs = metric_columns(mine, "test")
+    stored = study.directions(dataset) if not trials.empty else {}
     columns = [Column("seeds", "seeds", numeric=False, mark=False)]
     for task, metric in pairs:
         columns.append(
@@ -248,7 +251,7 @@ def leaderboard(
                 f"test/{task}/{metric}",
                 metric,
                 group=task,
-                higher_is_better=higher_is_better(metric, task, overrides),
+                higher_is_better=higher_is_better(metric, task, overrides, stored),
             )
         )
     columns.append(Column("test_delta_p", "Δp", higher_is_better=True, decimals=2))
@@ -271,38 +274,40 @@ def leaderboard(
     missing = sorted(set(study.methods(dataset)) - set(chosen) - {"stl"})
     if missing:
         notes.append(f"no eligible trial (all failed or none finished an epoch): {', '.join(missing)}")
-    unknown = [f"{t}/{m}" for t, m in pairs if higher_is_better(m, t, overrides) is None]
+    unknown = [f"{t}/{m}" for t, m in pairs if higher_is_better(m, t, overrides, stored) is None]
     if unknown:
         notes.append(f"direction unknown (no arrow, no marks): {', '.join(unknown)}")
     rows = _rank(rows, "test_delta_p", higher=True)
-    notes = [*_legend(rows), *notes]
+    notes = [*_legend(rows), *notes, study.reference_label(dataset)]
     title = f"Leaderboard — {dataset} (test metrics at the best validation epoch, mean ± std over seeds)"
     return Table(title, columns, rows, notes)
 
 
-# DB-MTL Table 5: (row label, method names in order of preference, uses log, uses max-norm)
-ABLATION_VARIANTS: tuple[tuple[str, tuple[str, ...], bool, bool], ...] = (
-    ("ew", ("ew",), False, False),
-    ("si", ("si", "log"), True, False),
-    ("max_norm", ("max_norm", "ew+max_norm"), False, True),
-    ("db_mtl", ("db_mtl", "log+max_norm", "si+max_norm"), True, True),
+# DB-MTL Table 5: (row label, (balancer, aggregator), uses log, uses max-norm), found by what each method is
+ABLATION_VARIANTS: tuple[tuple[str, tuple[str, str | None], bool, bool], ...] = (
+    ("ew", EW, False, False),
+    ("si", SI, True, False),
+    ("max_norm", MAX_NORM, False, True),
+    ("db_mtl", DB_MTL, True, True),
 )
 
 
 def ablation_table(source: Study | pd.DataFrame, datasets: Sequence[str] | None = None) -> Table:
     """DB-MTL Table 5: Δp ± std (ddof=1) of the log transform and of max-norm gradient balancing, alone and
     together, per dataset; rows ``ew`` (neither), ``si`` (log only), ``max_norm`` (max-norm only), ``db_mtl``
-    (both) — whichever the study has (``log``/``log+max_norm`` count as ``si``/``db_mtl``)."""
+    (both) — whichever the study has, each found by its stored balancer and aggregator
+    (:mod:`analysis.identity`), not by its name."""
     study = _as_study(source)
     datasets = list(datasets) if datasets is not None else study.datasets
     columns = [Column("log", "log", numeric=False), Column("max_norm", "max-norm", numeric=False)]
     columns += [Column(f"delta_p/{d}", "Δp", group=d, higher_is_better=True, decimals=2) for d in datasets]
     rows = []
     chosen = {d: selections(study, d) if not study.trials.empty else {} for d in datasets}
-    for label, names, log, max_norm in ABLATION_VARIANTS:
+    for label, parts, log, max_norm in ABLATION_VARIANTS:
         cells = {"log": Cell(text="✓" if log else "✗"), "max_norm": Cell(text="✓" if max_norm else "✗")}
         flags = ""
         for d in datasets:
+            names = methods_with(study.trials[study.trials["dataset"] == d], parts) if chosen[d] else []
             sel = next((chosen[d][n] for n in names if n in chosen[d]), None)
             if sel is not None:
                 cells[f"delta_p/{d}"] = _column_cell(sel.trials, "test_delta_p")
@@ -312,6 +317,7 @@ def ablation_table(source: Study | pd.DataFrame, datasets: Sequence[str] | None 
     notes = _legend(rows)
     if not rows:
         notes.append("none of ew, si, max_norm, db_mtl is in the study")
+    notes += list(dict.fromkeys(study.reference_label(d) for d in datasets))
     return Table(
         "Ablation — log transform and max-norm balancing (DB-MTL Table 5)", columns, rows, notes, "variant"
     )
@@ -367,7 +373,7 @@ def delta_m_table(study: Study, dataset: str, baseline: str = "ew") -> Table:
             f"methods ran on different device types ({', '.join(sorted(devices))}): T mixes hardware"
         )
     title = f"Δm and relative training time T versus EW — {dataset} (IGB)"
-    return Table(title, columns, rows, [*_legend(rows), *notes])
+    return Table(title, columns, rows, [*_legend(rows), *notes, study.reference_label(dataset)])
 
 
 # -- renderers -------------------------------------------------------------------------------------------

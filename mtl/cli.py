@@ -3,6 +3,7 @@
 mtl train --dataset synthetic --method db_mtl --seed 0 --epochs 3
 mtl train --dataset synthetic --method db_mtl -m beta=0.5 -m alpha_strategy=mean
 mtl methods
+mtl references qm9_igb
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -32,19 +34,41 @@ def _fmt(x: float) -> str:
     return "nan" if isinstance(x, float) and math.isnan(x) else f"{x:.4g}"
 
 
-def format_record(record: dict[str, Any], epochs: int, task_names: list[str]) -> str:
+def format_record(
+    record: dict[str, Any], epochs: int, task_names: list[str], aggregator: str | None = None
+) -> str:
+    """One progress line. Epochs are counted from 1 here (the record's ``epoch`` is 0-based). ``w`` are the
+    effective task weights; a method with an aggregator (e.g. DB-MTL's ``max_norm``) balances the task
+    gradients there, which ``agg=<name>`` says, since its loss weights alone (often all 1) do not show it."""
     losses = " ".join(f"{t}={_fmt(record[f'train_loss/{t}'])}" for t in task_names)
     weights = " ".join(_fmt(record[f"weight/{t}"]) for t in task_names)
+    balance = f"w[{weights}]" + (f" agg={aggregator}" if aggregator else "")
     return (
-        f"epoch {record['epoch'] + 1:>3}/{epochs}  loss[{losses}]  w[{weights}]  "
+        f"epoch {record['epoch'] + 1:>3}/{epochs}  loss[{losses}]  {balance}  "
         f"val Δp {record['val_delta_p']:+.2f}%  test Δp {record['test_delta_p']:+.2f}%  "
         f"{record['time_epoch']:.1f}s"
     )
 
 
+def _open_out(path: str | None) -> Any:
+    """The ``--out`` file opened for writing, its missing parent folders created: done before the dataset is
+    built, so a path that cannot be written fails at once."""
+    if path is None:
+        return None
+    blocked = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise MTLError(f"--out {path}: '{blocked}' is a file, not a folder")
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return open(path, "w")  # closed by cmd_train
+    except OSError as exc:
+        raise MTLError(f"--out {path}: cannot write it ({exc.strerror or exc})") from None
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mtl.config import TrainConfig
     from mtl.data import build_dataset
+    from mtl.methods import parse_method
     from mtl.train import fit
 
     config = TrainConfig.from_dict(
@@ -64,26 +88,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.subset is not None:
         config.dataset_kwargs["subset"] = args.subset
-    print(f"building dataset '{config.dataset}' ...", file=sys.stderr, flush=True)
-    dataset = build_dataset(config.dataset, **config.dataset_kwargs)
-    names = dataset.task_names
-    out = open(args.out, "w") if args.out else None
-
-    def reporter(record: dict[str, Any], _checkpoint: Any) -> None:
-        print(format_record(record, epochs, names), flush=True)
-        if out is not None:
-            out.write(json.dumps(record) + "\n")
-            out.flush()
-
-    from mtl.train import resolve_config
-
-    epochs = resolve_config(config, dataset).epochs
-    print(
-        f"training {config.method} on {config.dataset} ({len(names)} tasks, seed {config.seed}, "
-        f"{epochs} epochs)",
-        flush=True,
-    )
+    aggregator = parse_method(config.method).aggregator
+    out = _open_out(args.out)
     try:
+        print(f"building dataset '{config.dataset}' ...", file=sys.stderr, flush=True)
+        dataset = build_dataset(config.dataset, **config.dataset_kwargs)
+        names = dataset.task_names
+
+        def reporter(record: dict[str, Any], _checkpoint: Any) -> None:
+            print(format_record(record, epochs, names, aggregator), flush=True)
+            if out is not None:
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+
+        from mtl.train import resolve_config
+
+        epochs = resolve_config(config, dataset).epochs
+        print(
+            f"training {config.method} on {config.dataset} ({len(names)} tasks, seed {config.seed}, "
+            f"{epochs} epochs)",
+            flush=True,
+        )
         records = fit(config, reporter, dataset=dataset, progress=args.progress)
     finally:
         if out is not None:
@@ -124,7 +149,27 @@ def cmd_datasets(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_references(args: argparse.Namespace) -> int:
+    """Print the published STL tables (all, or the one named) and the (dataset, architecture) defaults."""
+    from mtl.data.references import DEFAULTS, TABLES, check_table_name, table_names
+
+    names = [check_table_name(args.name)] if args.name else table_names()
+    for name in names:
+        table = TABLES[name]
+        print(f"{name}: {table.dataset}, {table.backbone} -- {table.source}")
+        for task, metrics in table.rows.items():
+            values = "  ".join(f"{metric}={value:g}" for metric, value in metrics.items())
+            print(f"  {task:<14} {values}")
+    if not args.name:
+        print("defaults (dataset, architecture: delta_p table, delta_m table):")
+        for (dataset, arch), d in DEFAULTS.items():
+            print(f"  {dataset:<12} {arch:<13} {d.delta_p or 'none'}, {d.delta_m or 'none'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from mtl.gradients import TRAIN_GRAD_MODES
+
     parser = argparse.ArgumentParser(prog="mtl", description="multi-task learning: train and inspect methods")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one configuration, printing per-epoch progress")
@@ -134,19 +179,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--lr", type=float, default=None)
     train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--grad-mode", default="exact", choices=["exact", "exact_vmap", "rep"])
+    train.add_argument("--grad-mode", default="exact", choices=list(TRAIN_GRAD_MODES))
     train.add_argument("--device", default="auto")
     train.add_argument("--subset", type=int, default=None, help="use a random subset of this many samples")
     train.add_argument("--max-steps", type=int, default=None, help="cap the batches per epoch")
     train.add_argument("-m", "--method-arg", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument("-d", "--dataset-arg", action="append", default=[], metavar="KEY=VALUE")
-    train.add_argument("--out", default=None, help="also write the records as JSON lines to this file")
+    train.add_argument(
+        "--out",
+        default=None,
+        help="also write the records as JSON lines to this file (missing folders are created; "
+        "the records' epoch is 0-based)",
+    )
     train.add_argument("--progress", action="store_true", help="show a per-step progress bar")
     train.set_defaults(func=cmd_train)
     sub.add_parser("methods", help="list methods and their keyword arguments").set_defaults(func=cmd_methods)
     sub.add_parser("datasets", help="list datasets and their keyword arguments").set_defaults(
         func=cmd_datasets
     )
+    refs = sub.add_parser("references", help="print the published STL rows (all, or one table by name)")
+    refs.add_argument("name", nargs="?", default=None, help="a table name (default: all tables)")
+    refs.set_defaults(func=cmd_references)
     return parser
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtl.errors import ConfigError
-from mtl.gradients import GRAD_MODES
+from mtl.gradients import TRAIN_GRAD_MODES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
@@ -18,8 +18,15 @@ DEVICES = ("auto", "cpu", "cuda")
 class TrainConfig:
     """One trial. Fields left ``None`` take the dataset's paper defaults (:class:`mtl.data.TrainDefaults`).
 
-    ``reference`` overrides the dataset's shipped STL reference (``{task: {metric: value}}``), e.g. with
-    STL results measured by the study. ``max_steps_per_epoch`` caps the batches per epoch for quick runs.
+    ``reference_table`` names the published STL row Δp and Δm are measured against (a name of
+    :mod:`mtl.data.references`, or ``"none"``); ``None`` takes the (dataset, architecture) defaults, which
+    may differ for Δp and Δm (:data:`mtl.data.references.DEFAULTS`). ``reference`` (``{task: {metric:
+    value}}``, e.g. STL results measured by the study) replaces the published rows for both.
+    ``max_steps_per_epoch`` caps the batches per epoch for quick runs.
+    ``grad_mode``: a mode of :func:`mtl.gradients.task_gradients`, or ``auto`` (the fastest exact mode, chosen
+    by a short probe at trial start: :mod:`mtl.grad_probe`). ``device_batches``: gather batches on the
+    training device from tensors resident there (datasets with a ``device_loader``, e.g. QM9); ``None`` = on
+    when training on CUDA and the dataset offers it.
     """
 
     dataset: str = "synthetic"
@@ -40,7 +47,9 @@ class TrainConfig:
     device: str = "auto"
     max_steps_per_epoch: int | None = None
     reference: dict[str, dict[str, float]] | None = None
+    reference_table: str | None = None
     grad_diagnostics: bool = True
+    device_batches: bool | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -91,8 +100,8 @@ class TrainConfig:
             f"weight_decay must be >= 0, got {self.weight_decay!r}",
         )
         check(
-            self.grad_mode in GRAD_MODES,
-            f"grad_mode '{self.grad_mode}' unknown; valid: {', '.join(GRAD_MODES)}",
+            self.grad_mode in TRAIN_GRAD_MODES,
+            f"grad_mode '{self.grad_mode}' unknown; valid: {', '.join(TRAIN_GRAD_MODES)}",
         )
         check(
             self.device in DEVICES or self.device.startswith("cuda:"),
@@ -103,5 +112,24 @@ class TrainConfig:
             or (isinstance(self.max_steps_per_epoch, int) and self.max_steps_per_epoch >= 1),
             f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch!r}",
         )
+        check(
+            self.device_batches is None or isinstance(self.device_batches, bool),
+            f"device_batches must be true, false or null, got {self.device_batches!r}",
+        )
         for key in ("dataset_kwargs", "method_kwargs", "model_kwargs"):
             check(isinstance(getattr(self, key), dict), f"{key} must be a mapping")
+        self._check_reference_table()
+
+    def __post_init__(self) -> None:
+        self._check_reference_table()  # a misspelt table name fails where the config is made
+
+    def _check_reference_table(self) -> None:
+        if self.reference_table is None:
+            return
+        from mtl.data.references import check_table_name
+
+        check_table_name(self.reference_table, allow_none=True)
+        if self.reference is not None:
+            raise ConfigError(
+                "give either reference (measured STL results) or reference_table (a published row), not both"
+            )

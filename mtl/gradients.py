@@ -19,11 +19,14 @@ from the same calls, so no extra backward is spent on them. ``G`` is written in 
 
 Which of ``exact`` / ``exact_vmap`` is faster depends on the model and the hardware; ``python -m
 benchmarks.step_time --modes exact,exact_vmap`` measures both side by side (on the 2-core CPU the per-task
-loop is 2.7x faster for the QM9 MPNN and ties on ResNet-18; see the README's Benchmarks section).
+loop is 2.7x faster for the QM9 MPNN and ties on ResNet-18; see the README's Benchmarks section). A trial with
+``grad_mode: auto`` times both on its own model and device at start and keeps the faster
+(:mod:`mtl.grad_probe`, :func:`choose_grad_mode`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +34,15 @@ import torch
 from torch import Tensor
 
 GRAD_MODES = ("exact", "exact_vmap", "rep")
+EXACT_MODES = ("exact", "exact_vmap")
+"""The modes that give the exact per-task gradients (the same ``G`` up to float rounding), in tie-break order:
+the per-task loop first, the papers' way."""
+AUTO_MODE = "auto"
+TRAIN_GRAD_MODES = (*GRAD_MODES, AUTO_MODE)
+"""What a trial's ``grad_mode`` may be: a mode of :func:`task_gradients`, or ``auto`` (the fastest exact mode
+on this model and device, chosen by a short probe at trial start: :mod:`mtl.grad_probe`)."""
+AUTO_TIE_TOLERANCE = 0.02
+"""``auto``: a mode must be more than 2 % faster than an earlier one of :data:`EXACT_MODES` to be chosen."""
 
 
 @dataclass
@@ -208,3 +220,22 @@ def gradient_diagnostics_tensor(matrix: Tensor) -> tuple[Tensor, Tensor]:
     cos = unit @ unit.T
     iu = torch.triu_indices(num_tasks, num_tasks, offset=1, device=matrix.device)
     return norms, cos[iu[0], iu[1]].mean()
+
+
+def choose_grad_mode(times: dict[str, float], tolerance: float = AUTO_TIE_TOLERANCE) -> str:
+    """The fastest of the probed exact modes (``times``: seconds per step; NaN or inf = the mode failed).
+
+    Deterministic: modes are considered in :data:`EXACT_MODES` order and a later one replaces the current
+    choice only when it is faster by more than ``tolerance`` (relative), so near-ties keep the earlier mode.
+    """
+    unknown = sorted(set(times) - set(EXACT_MODES))
+    if unknown:
+        raise ValueError(f"not exact gradient modes: {unknown}; valid: {', '.join(EXACT_MODES)}")
+    usable = [(m, times[m]) for m in EXACT_MODES if m in times and math.isfinite(times[m]) and times[m] >= 0]
+    if not usable:
+        raise ValueError(f"no exact gradient mode could be timed: {times}")
+    best, best_t = usable[0]
+    for mode, t in usable[1:]:
+        if t < best_t * (1.0 - tolerance):
+            best, best_t = mode, t
+    return best

@@ -75,6 +75,28 @@ def parse_method(name: str) -> MethodSpec:
     raise ConfigError(f"method '{name}' has more than one '+'; use '<balancer>+<aggregator>'")
 
 
+def canonical_method_name(name: str) -> str:
+    """The one name of a method, whatever spelling or alias it was given by.
+
+    The name follows from the method's (balancer, aggregator) as :func:`parse_method` resolves them, so
+    every spelling of one method gets the same name: a balancer alone is its registered name (``log`` ->
+    ``si``); EW with an aggregator is the aggregator's name (``ew+max_norm`` -> ``max_norm``); a pair that
+    :data:`METHOD_ALIASES` names gets the first alias that names it (``log+max_norm``, ``db-mtl``,
+    ``si+maxnorm`` -> ``db_mtl``); any other pair is ``<balancer>+<aggregator>``.
+    ``parse_method(canonical_method_name(x))`` has the balancer and aggregator of ``parse_method(x)``.
+    """
+    spec = parse_method(name)
+    if spec.aggregator is None:
+        return spec.balancer
+    for alias, target in METHOD_ALIASES.items():
+        named = parse_method(target)
+        if (named.balancer, named.aggregator) == (spec.balancer, spec.aggregator):
+            return alias
+    if spec.balancer == "ew":
+        return spec.aggregator
+    return f"{spec.balancer}+{spec.aggregator}"
+
+
 def _route_kwargs(spec: MethodSpec, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     b_valid = set(BALANCERS.parameters(spec.balancer))
     a_valid = set(AGGREGATORS.parameters(spec.aggregator)) if spec.aggregator else set()

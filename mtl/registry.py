@@ -101,12 +101,14 @@ class Registry(Generic[T]):
         for key, value in kwargs.items():
             _as_number(self.kind, self.canonical(name), key, valid[key].annotation, value)
 
-    def build(self, name: str, /, context: dict[str, Any] | None = None, **kwargs: Any) -> T:
+    def coerce(self, name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` (checked) with numbers given as strings (the CLI's -m k=1e-3, YAML's 1e4) as numbers."""
         self.check_kwargs(name, kwargs)
         params = self.parameters(name)
-        kwargs = {  # numbers given as strings (the CLI's -m k=1e-3, YAML's 1e4) become numbers
-            k: _as_number(self.kind, name, k, params[k].annotation, v) for k, v in kwargs.items()
-        }
+        return {k: _as_number(self.kind, name, k, params[k].annotation, v) for k, v in kwargs.items()}
+
+    def build(self, name: str, /, context: dict[str, Any] | None = None, **kwargs: Any) -> T:
+        kwargs = self.coerce(name, kwargs)
         factory = self.factory(name)
         accepted = inspect.signature(factory).parameters
         ctx = {k: v for k, v in (context or {}).items() if k in accepted}

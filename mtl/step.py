@@ -8,6 +8,7 @@ Methods without an aggregator spend a single backward of ``Σ_t ℓ_t``.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,11 +32,14 @@ class StepStats:
     """Detached per-step diagnostics. ``grad_norms``/``grad_cos`` are None when ``G`` was not computed.
 
     They stay on the device (``grad_cos`` is a 0-d tensor, NaN when undefined) so that a step never waits for
-    the host; the trainer sums them on the device and reads them once per epoch."""
+    the host; the trainer sums them on the device and reads them once per epoch. ``time_diag``: seconds spent
+    computing ``G`` only for the diagnostics (``diagnostics=True`` on a method that does not need ``G``; the
+    device is synchronised around it), which the trainer keeps out of the training time."""
 
     weights: Tensor
     grad_norms: Tensor | None = None
     grad_cos: Tensor | float | None = None
+    time_diag: float = 0.0
 
 
 def check_finite(losses: Tensor, task_names: Sequence[str], ctx: StepContext) -> None:
@@ -44,6 +48,11 @@ def check_finite(losses: Tensor, task_names: Sequence[str], ctx: StepContext) ->
     if not bool(finite.all()):
         bad = int((~finite).nonzero()[0, 0])
         raise NonFiniteLossError(task_names[bad], float(losses[bad].detach()), ctx.epoch, ctx.step)
+
+
+def _synchronize(tensor: Tensor) -> None:
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
 
 
 def backward(
@@ -75,8 +84,12 @@ def backward(
     if method.aggregator is None:
         stats = StepStats(weights=balanced.weights)
         if diagnostics:
+            _synchronize(losses)
+            start = time.perf_counter()
             grads = task_gradients(terms, target, (), mode=grad_mode, retain_graph=True, rep=rep)
             stats.grad_norms, stats.grad_cos = gradient_diagnostics_tensor(grads.matrix.detach())
+            _synchronize(losses)
+            stats.time_diag = time.perf_counter() - start
         terms.sum().backward()
         return stats
 

@@ -2,10 +2,16 @@
 
 A record is a flat mapping (ready for a Parquet row):
 ``epoch`` (0-based), ``lr``, ``steps``, ``time_train``/``time_eval``/``time_epoch`` (s),
+``time_diag`` (s spent computing per-task gradients only for the diagnostics, ``grad_diagnostics=True`` on a
+method that does not need them: kept out of ``time_train`` and ``time_epoch``, so epoch costs compare methods,
+not diagnostics; wall time = ``time_epoch + time_diag + time_probe``),
 ``train_loss/<task>``, ``weight/<task>`` (epoch mean of the effective task weights),
 ``grad_norm/<task>`` and ``grad_cos`` (epoch mean of per-task gradient norms and of the mean pairwise
 cosine similarity; NaN when not measured), ``val/<task>/<metric>``, ``test/<task>/<metric>``,
-``val_loss/<task>``, ``val_delta_p``, ``test_delta_p``, ``val_delta_m``, ``test_delta_m``.
+``val_loss/<task>``, ``val_delta_p``, ``test_delta_p``, ``val_delta_m``, ``test_delta_m``,
+``grad_mode_chosen`` (the gradient mode the steps used: ``grad_mode``, or the one ``auto`` chose),
+``probe_time/<mode>`` (``auto``: the probe's seconds per step of each exact mode; NaN otherwise) and
+``time_probe`` (seconds the probe took in this epoch, outside ``time_train``).
 
 The reporter is called as ``reporter(record, checkpoint)``; ``checkpoint()`` returns the full state dict
 (model, optimizer, scheduler, method state, RNG states, records so far) to save, and raising
@@ -17,7 +23,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -27,11 +33,13 @@ from torch import nn
 from mtl.config import TrainConfig
 from mtl.context import StepContext
 from mtl.data import MTLDataset, build_dataset
+from mtl.data.references import resolve as resolve_references
 from mtl.errors import ConfigError
 from mtl.evaluation import delta_m, delta_p
+from mtl.gradients import AUTO_MODE, EXACT_MODES
 from mtl.methods import Method, build_method
 from mtl.models.base import MultiTaskModel
-from mtl.step import backward
+from mtl.step import StepStats, backward
 
 STATE_VERSION = 1
 Record = dict[str, Any]
@@ -99,21 +107,33 @@ def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> An
 
 @torch.no_grad()
 def evaluate(
-    model: MultiTaskModel, dataset: MTLDataset, split: str, batch_size: int, device: torch.device
+    model: MultiTaskModel,
+    dataset: MTLDataset,
+    split: str,
+    batch_size: int,
+    device: torch.device,
+    loader: Callable[..., Iterable[Any]] | None = None,
 ) -> tuple[dict, list[float]]:
-    """Metrics ``{task: {metric: value}}`` and mean per-task loss over a whole split."""
+    """Metrics ``{task: {metric: value}}`` and mean per-task loss over a whole split. ``loader``: where the
+    batches come from (default ``dataset.loader``; the trainer passes its device-resident loader).
+
+    The split's loss is the mean of the per-batch mean losses weighted by each batch's number of samples of
+    that task (``targets[task].shape[0]``), i.e. the per-sample mean: an unweighted mean of batch means
+    would over-count a short last batch."""
     model.eval()
     acc = dataset.metric_accumulator()
-    loss_sum = torch.zeros(len(dataset.tasks), dtype=torch.float64)
-    batches = 0
-    for inputs, targets in dataset.loader(split, batch_size, shuffle=False, seed=0, epoch=0):
+    task_names = [t.name for t in dataset.tasks]
+    loss_sum = torch.zeros(len(task_names), dtype=torch.float64)
+    counts = torch.zeros(len(task_names), dtype=torch.float64)
+    for inputs, targets in (loader or dataset.loader)(split, batch_size, shuffle=False, seed=0, epoch=0):
         inputs, targets = dataset.to_device(inputs, device), dataset.to_device(targets, device)
         preds = model(inputs)
-        loss_sum += dataset.losses(preds, targets).detach().double().cpu()
+        sizes = torch.tensor([float(targets[t].shape[0]) for t in task_names], dtype=torch.float64)
+        loss_sum += dataset.losses(preds, targets).detach().double().cpu() * sizes
+        counts += sizes
         acc.update(preds, targets)
-        batches += 1
     model.train()
-    return acc.compute(), (loss_sum / max(batches, 1)).tolist()
+    return acc.compute(), (loss_sum / counts.clamp_min(1.0)).tolist()
 
 
 def _rng_state() -> dict[str, Any]:
@@ -170,13 +190,60 @@ class Trainer:
         )
         self.scheduler = build_scheduler(self.config, self.optimizer)
         self.initial_lr = float(self.config.lr)
-        self.reference = (
-            self.config.reference if self.config.reference is not None else self.dataset.reference
-        )
+        if self.config.reference is not None:
+            self.reference: dict | None = self.config.reference
+            self.reference_delta_m: dict | None = self.config.reference
+        else:  # published rows: the named table, else the (dataset, architecture) defaults (Δp and Δm)
+            self.reference, self.reference_delta_m = resolve_references(
+                self.dataset.name,
+                self.config.architecture,
+                self.config.reference_table,
+                self.dataset.reference,
+            )
         self.higher_is_better = self.dataset.higher_is_better
         self.epoch = 0  # next epoch to run
         self.global_step = 0
         self.records: list[Record] = []
+        self.loader = self._batch_loader()
+        # grad_mode "auto": the exact mode chosen by the probe at the first epoch (mtl.grad_probe)
+        auto = self.config.grad_mode == AUTO_MODE
+        self.grad_mode_chosen: str | None = None if auto else self.config.grad_mode
+        self.probe_times: dict[str, float] = {}
+
+    def _batch_loader(self) -> Callable[..., Iterable[Any]]:
+        """``dataset.loader``, or the dataset's device-resident loader (``device_batches``; default: on CUDA
+        when the dataset has a ``device_loader``)."""
+        make = getattr(self.dataset, "device_loader", None)
+        wanted = self.config.device_batches
+        if wanted is None:
+            wanted = self.device.type == "cuda" and callable(make)
+        if not wanted:
+            return self.dataset.loader
+        if not callable(make):
+            raise ConfigError(
+                f"device_batches=true: dataset '{self.config.dataset}' has no device-resident batches "
+                f"(no device_loader); set device_batches to false or null"
+            )
+        return make(self.device).loader
+
+    def resolve_grad_mode(self) -> float:
+        """Resolve ``grad_mode: auto`` by the probe (:func:`mtl.grad_probe.probe_grad_modes`) if it has not
+        run yet; returns the seconds the probe took (0 when nothing was probed). The probe leaves the model,
+        optimiser, method and RNG states as it found them."""
+        if self.grad_mode_chosen is not None:
+            return 0.0
+        from mtl.grad_probe import probe_grad_modes
+
+        result = probe_grad_modes(self, EXACT_MODES)
+        self.grad_mode_chosen, self.probe_times = result.chosen, dict(result.times)
+        return result.seconds
+
+    @property
+    def grad_mode(self) -> str:
+        """The gradient mode the steps use (``auto`` resolved by :meth:`resolve_grad_mode`)."""
+        if self.grad_mode_chosen is None:
+            raise RuntimeError("grad_mode 'auto' is not resolved yet: call resolve_grad_mode() first")
+        return self.grad_mode_chosen
 
     def _check_parameter_split(self) -> None:
         shared = {id(p) for p in self.shared_params}
@@ -202,6 +269,8 @@ class Trainer:
             "method": self.method.state_dict(),
             "rng": _rng_state(),
             "records": [dict(r) for r in self.records],
+            "grad_mode_chosen": self.grad_mode_chosen,
+            "probe_times": dict(self.probe_times),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -223,6 +292,9 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.records = [dict(r) for r in state["records"]]
+        if self.config.grad_mode == AUTO_MODE and state.get("grad_mode_chosen") is not None:
+            self.grad_mode_chosen = str(state["grad_mode_chosen"])  # a resumed trial keeps its choice
+            self.probe_times = dict(state.get("probe_times") or {})
 
     # -- training ----------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -232,8 +304,51 @@ class Trainer:
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def train_step(
+        self,
+        inputs: Any,
+        targets: Any,
+        step_in_epoch: int,
+        steps_per_epoch: int,
+        grad_mode: str,
+        diagnostics: bool = False,
+    ) -> tuple[torch.Tensor, StepStats]:
+        """One optimisation step on a batch already on the device (DESIGN §2): forward, the task losses, the
+        method's backward with ``grad_mode``, the optimiser step. Returns the losses [T] and the step stats;
+        ``global_step`` is the caller's to advance."""
+        self.optimizer.zero_grad(set_to_none=True)
+        split_rep = grad_mode == "rep" or (grad_mode == "exact_vmap" and self.model.has_shared_representation)
+        if split_rep:  # forward == decode(encode(x)); the gradient engine needs z
+            rep = self.model.encode(inputs)
+            preds = self.model.decode(rep)
+        else:
+            rep, preds = None, self.model(inputs)
+        losses = self.dataset.losses(preds, targets)
+        ctx = StepContext(
+            epoch=self.epoch,
+            step=self.global_step + 1,
+            step_in_epoch=step_in_epoch,
+            steps_per_epoch=steps_per_epoch,
+            lr_ratio=self.initial_lr / self.current_lr(),
+        )
+        stats = backward(
+            self.method,
+            losses,
+            ctx,
+            task_names=self.task_names,
+            shared_params=self.shared_params,
+            other_params=self.other_params,
+            grad_mode=grad_mode,
+            rep=rep,
+            diagnostics=diagnostics,
+        )
+        self.optimizer.step()
+        return losses, stats
+
     def train_epoch(self, progress: bool = False) -> dict[str, Any]:
         cfg, T = self.config, len(self.task_names)
+        self.resolve_grad_mode()  # no-op unless grad_mode is "auto" and not yet probed
+        grad_mode = self.grad_mode
         steps = self.steps_per_epoch()
         # Epoch statistics are summed on the device (float64, the same sums as on the host) and read once at
         # the end of the epoch, so the steps never wait for a device-to-host copy.
@@ -241,11 +356,9 @@ class Trainer:
         loss_sum, weight_sum, norm_sum = acc[:T], acc[T : 2 * T], acc[2 * T : 3 * T]
         cos_acc = acc[3 * T :]  # [sum of finite cosines, their count]
         n_norm = 0
-        split_rep = cfg.grad_mode == "rep" or (
-            cfg.grad_mode == "exact_vmap" and self.model.has_shared_representation
-        )
+        time_diag = 0.0
         self.model.train()
-        batches = self.dataset.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch)
+        batches = self.loader("train", cfg.batch_size, shuffle=True, seed=cfg.seed, epoch=self.epoch)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -259,34 +372,17 @@ class Trainer:
                 self.dataset.to_device(inputs, self.device),
                 self.dataset.to_device(targets, self.device),
             )
-            self.optimizer.zero_grad(set_to_none=True)
-            if split_rep:  # forward == decode(encode(x)); the gradient engine needs z
-                rep = self.model.encode(inputs)
-                preds = self.model.decode(rep)
-            else:
-                rep, preds = None, self.model(inputs)
-            losses = self.dataset.losses(preds, targets)
-            ctx = StepContext(
-                epoch=self.epoch,
-                step=self.global_step + 1,
-                step_in_epoch=i,
-                steps_per_epoch=steps,
-                lr_ratio=self.initial_lr / self.current_lr(),
-            )
-            stats = backward(
-                self.method,
-                losses,
-                ctx,
-                task_names=self.task_names,
-                shared_params=self.shared_params,
-                other_params=self.other_params,
-                grad_mode=cfg.grad_mode,
-                rep=rep,
+            losses, stats = self.train_step(
+                inputs,
+                targets,
+                i,
+                steps,
+                grad_mode,
                 diagnostics=cfg.grad_diagnostics and i == 0 and not self.method.needs_task_gradients,
             )
-            self.optimizer.step()
             self.global_step += 1
             done += 1
+            time_diag += stats.time_diag
             loss_sum += losses.detach().to(acc)
             weight_sum += stats.weights.detach().to(acc)
             if stats.grad_norms is not None:
@@ -310,7 +406,7 @@ class Trainer:
         mean_losses = (loss_sum / done).float()
         self.method.balancer.end_epoch(self.epoch, mean_losses)
         nan = float("nan")
-        out: dict[str, Any] = {"steps": done}
+        out: dict[str, Any] = {"steps": done, "time_diag": time_diag}
         for t, name in enumerate(self.task_names):
             out[f"train_loss/{name}"] = float(mean_losses[t])
             out[f"weight/{name}"] = float(weight_sum[t] / done)
@@ -320,14 +416,19 @@ class Trainer:
 
     def run_epoch(self, progress: bool = False) -> Record:
         record: Record = {"epoch": self.epoch, "lr": self.current_lr()}
+        time_probe = self.resolve_grad_mode()  # grad_mode "auto": the probe, timed apart from training
+        record["grad_mode_chosen"] = self.grad_mode
+        record["time_probe"] = time_probe
+        for mode in EXACT_MODES:
+            record[f"probe_time/{mode}"] = float(self.probe_times.get(mode, float("nan")))
         t0 = time.perf_counter()
         record.update(self.train_epoch(progress=progress))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         t1 = time.perf_counter()
         bs = self.config.batch_size
-        val, val_loss = evaluate(self.model, self.dataset, "val", bs, self.device)
-        test, _ = evaluate(self.model, self.dataset, "test", bs, self.device)
+        val, val_loss = evaluate(self.model, self.dataset, "val", bs, self.device, self.loader)
+        test, _ = evaluate(self.model, self.dataset, "test", bs, self.device, self.loader)
         for name, split in (("val", val), ("test", test)):
             for task, metrics in split.items():
                 for metric, value in metrics.items():
@@ -335,16 +436,17 @@ class Trainer:
         for t, name in enumerate(self.task_names):
             record[f"val_loss/{name}"] = float(val_loss[t])
         nan = float("nan")
-        if self.reference is not None:
-            record["val_delta_p"] = delta_p(val, self.reference, self.higher_is_better)
-            record["test_delta_p"] = delta_p(test, self.reference, self.higher_is_better)
-            record["val_delta_m"] = delta_m(val, self.reference, self.higher_is_better)
-            record["test_delta_m"] = delta_m(test, self.reference, self.higher_is_better)
-        else:
-            for key in ("val_delta_p", "test_delta_p", "val_delta_m", "test_delta_m"):
-                record[key] = nan
+        for key, summary, ref in (
+            ("delta_p", delta_p, self.reference),
+            ("delta_m", delta_m, self.reference_delta_m),
+        ):
+            for name, split in (("val", val), ("test", test)):
+                record[f"{name}_{key}"] = (
+                    summary(split, ref, self.higher_is_better) if ref is not None else nan
+                )
         t2 = time.perf_counter()
-        record.update(time_train=t1 - t0, time_eval=t2 - t1, time_epoch=t2 - t0)
+        diag = record["time_diag"]  # diagnostics-only gradients: timed apart, out of every epoch cost
+        record.update(time_train=t1 - t0 - diag, time_eval=t2 - t1, time_epoch=t2 - t0 - diag)
         if self.scheduler is not None:
             if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 metric = record["val_delta_p"]

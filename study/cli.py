@@ -4,20 +4,56 @@ study run search_spaces/quickstart.yaml [--storage DIR|URI] [--name NAME]
 study resume NAME_OR_PATH [--storage DIR|URI] [--retry-errored]
 study status NAME_OR_PATH [--storage DIR|URI]
 study ls [--storage DIR|URI]
+study compact NAME_OR_PATH [--storage DIR|URI]   # one epoch file per ended trial (idempotent)
 study check FILE...            # validate study files without running anything
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from typing import Any
 
 from mtl.errors import MTLError
 
 DEFAULT_STORAGE = "results"
 
 
-def _print_report(report, printer=print) -> int:
+def _reference_of(study: Any, dataset: str) -> str | None:
+    """What ``dataset``'s Δp is measured against in ``study``, in words; from :mod:`mtl.data.references`
+    (no dataset is built) where it ships published tables, else the dataset's own note."""
+    from mtl.data.references import TABLES, defaults_for
+
+    train = study.train if study is not None else None
+    if train is not None and train.reference is not None:
+        return "the study's train.reference"
+    table = getattr(train, "reference_table", None) if train is not None else None
+    if table is None:
+        defaults = defaults_for(dataset, getattr(train, "architecture", "hps"))
+        table = defaults.delta_p if defaults is not None else None
+        if defaults is not None and table is None:
+            return "no published STL row (Δp is not computed; set train.reference)"
+    if table == "none":
+        return "nothing (train.reference_table: none)"
+    if table is not None:
+        return f"the reference table '{table}': {TABLES[table].source}"
+    from mtl.data import DATASETS  # a dataset with no published tables (synthetic): its own note
+
+    return DATASETS.factory(dataset).reference_note if dataset in DATASETS else None
+
+
+def reference_lines(study: Any, datasets: list[str]) -> list[str]:
+    """What each dataset's Δp is measured against, in words (a bare percentage says little)."""
+    lines = []
+    for name in datasets:
+        against = _reference_of(study, name)
+        if against is not None:
+            lines.append(f"Δp on {name} (%, higher is better) is measured against {against}")
+    return lines
+
+
+def _print_report(report, printer=print, study=None) -> int:
     from study.runner import describe_best, load_trials
 
     trials = load_trials(report.location)
@@ -42,6 +78,9 @@ def _print_report(report, printer=print) -> int:
     best = describe_best(trials)
     for line in best or ["no trial produced a finite validation Δp"]:
         printer(line)
+    if best:
+        for line in reference_lines(study, sorted(trials["dataset"].unique())):
+            printer(line)
     return 130 if report.interrupted else 0
 
 
@@ -55,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"results in {study.storage}/{study.name}",
         flush=True,
     )
-    return _print_report(run_study(study))
+    return _print_report(run_study(study), study=study)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -63,7 +102,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     study, location = find_study(args.study, args.storage)
     print(f"resuming study '{study.name}' at {location}", flush=True)
-    return _print_report(run_study(study, resume=True, retry_errored=args.retry_errored))
+    return _print_report(run_study(study, resume=True, retry_errored=args.retry_errored), study=study)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -71,7 +110,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from study.runner import describe_best, find_study, load_trials, status_table, tune_statuses
 
-    study, location = find_study(args.study, args.storage)
+    # read-only: the saved study as written (validated then), without building methods (no torch)
+    study, location = find_study(args.study, args.storage, check_registry=False)
     trials = load_trials(location)
     print(f"study '{study.name}' at {location}")
     print(
@@ -83,7 +123,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("  no trial has written results yet")
     else:
         with pd.option_context("display.width", 160, "display.max_columns", 20):
-            print(status_table(trials).to_string())
+            print(_rounded(status_table(trials)).to_string())
     print("Ray Tune state:")
     for label, counts in tune_statuses(study).items():
         text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "not started"
@@ -91,22 +131,69 @@ def cmd_status(args: argparse.Namespace) -> int:
     failed = trials[trials["status"] == "failed"] if not trials.empty else trials
     for _, row in failed.iterrows():
         print(f"  failed {row['dataset']}/{row['method']} {row['trial_id']}: {row['error']}")
-    for line in describe_best(trials):
+    best = describe_best(trials)
+    for line in best:
         print(line)
+    if best:
+        for line in reference_lines(study, sorted(trials["dataset"].unique())):
+            print(line)
     return 0
 
 
-def cmd_ls(args: argparse.Namespace) -> int:
+def _percent(value: Any) -> str:
+    """A Δp as printed: ``-45.37%``; blank when missing or not finite."""
+    return f"{value:+.2f}%" if isinstance(value, (int, float)) and math.isfinite(value) else ""
+
+
+def _rounded(table: Any) -> Any:
+    """``table`` with its Δp column(s) as :func:`_percent` text."""
+    table = table.copy()
+    for column in table.columns:
+        if "Δp" in str(column):
+            table[column] = [_percent(v) for v in table[column]]
+    return table
+
+
+def format_study_list(rows: list[dict[str, Any]]) -> str:
+    """The ``study ls`` table: trial counts as integers (0 where a study has none of a status), best
+    validation Δp rounded to 0.01 %, the last update as UTC to the second; a missing value is left blank."""
     import pandas as pd
 
+    frame = pd.DataFrame(rows)
+    unreadable = frame["error"].notna() if "error" in frame else pd.Series(False, index=frame.index)
+    text_columns = {"study", "error", "best val Δp", "updated"}
+    for column in frame.columns:
+        if column not in text_columns:  # trial counts (the statuses present vary between studies)
+            counts = frame[column].fillna(0).astype(int).astype(str)
+            frame[column] = counts.where(~unreadable, "")
+    frame = _rounded(frame)
+    if "updated" in frame:
+        stamps = pd.to_datetime(frame["updated"], utc=True, errors="coerce")
+        frame["updated"] = [t.strftime("%Y-%m-%d %H:%M:%S UTC") if not pd.isna(t) else "" for t in stamps]
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        return frame.fillna("").to_string(index=False)
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
     from study.runner import list_studies
 
     rows = list_studies(args.storage)
     if not rows:
         print(f"no studies under {args.storage}")
         return 0
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(pd.DataFrame(rows).fillna("").to_string(index=False))
+    print(format_study_list(rows))
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    from study.compact import compact_study, study_folder
+
+    try:
+        location = study_folder(args.study, args.storage)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(compact_study(location, printer=print).summary())
     return 0
 
 
@@ -138,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, help_text in (
         ("resume", cmd_resume, "continue an interrupted study where it stopped"),
         ("status", cmd_status, "summarise a study's trials from its Parquet results and Tune state"),
+        ("compact", cmd_compact, "fold each ended trial's epoch rows into one file (skips running trials)"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("study", help="the study's name (under --storage) or the path/URI of its folder")

@@ -8,9 +8,13 @@ asks for more CPUs or GPUs than any node has would wait forever without a word (
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mtl.errors import ConfigError
@@ -48,6 +52,31 @@ def check_resources(
         )
 
 
+@dataclass
+class Interrupt:
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[Interrupt]:
+    """Ctrl+C (SIGINT) inside the block is remembered instead of raised, so that a start-up that swallows
+    it (Ray's does) cannot lose it: the caller checks ``requested`` after the block. Outside the main
+    thread (no signal handlers there) the block runs as is."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupt
+        return
+
+    def remember(signum: int, frame: Any) -> None:
+        interrupt.requested = True
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def alive_nodes() -> list[dict[str, float]]:
     import ray
 
@@ -69,7 +98,9 @@ def init_ray(settings: RaySettings, resources: Resources) -> bool:
         common: dict[str, Any] = {
             "runtime_env": runtime_env,
             "logging_level": logging.WARNING,
-            "log_to_driver": True,
+            # trials report through the study's own progress and error lines; workers' console output
+            # (and the `SystemExit` tracebacks of workers stopped at shutdown) stays in Ray's logs
+            "log_to_driver": False,
         }
         if settings.local:
             # address="local" always starts a new Ray here, even when another local cluster is running

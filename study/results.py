@@ -6,6 +6,7 @@ write fixtures with :class:`ResultsWriter` exactly as a real study does.
 Layout (hive-partitioned by dataset and method under the study's folder; any pyarrow filesystem)::
 
     <storage>/<study>/epochs/dataset=<dataset>/method=<method>/<trial_id>_e<epoch:05d>.parquet
+    <storage>/<study>/epochs/dataset=<dataset>/method=<method>/<trial_id>_compacted.parquet
     <storage>/<study>/trials/dataset=<dataset>/method=<method>/<trial_id>.parquet
 
 Partition values are percent-encoded (``igbv1+max_norm`` -> ``method=igbv1%2Bmax_norm``), which pyarrow's
@@ -13,10 +14,28 @@ hive partitioning decodes on read. ``dataset`` and ``method`` live only in the p
 column that is both in the files and a partition key), so read through :func:`read_epochs` /
 :func:`read_trials`, or ``pandas.read_parquet(<study>/epochs)``, never one file on its own.
 
-Every file holds exactly one row and is named deterministically from (trial, epoch), written to a hidden
-temporary name (``.<name>.<uuid>.tmp``, ignored by Parquet readers) and then renamed over the final name.
-So a crash never leaves a half-written file, and a retried or resumed trial *overwrites* its rows
-instead of duplicating them.
+While a trial runs, every epoch is one file holding one row, named deterministically from (trial, epoch),
+written to a hidden temporary name (``.<name>.<uuid>.tmp``, ignored by Parquet readers) and then renamed
+over the final name. So a crash never leaves a half-written file, and a retried or resumed trial
+*overwrites* its rows instead of duplicating them.
+
+**Compaction** (:func:`compact_trial`; run by the driver when a trial ends, and by ``study compact``): the
+trial's epoch rows are folded into one file ``<trial_id>_compacted.parquet`` whose rows carry
+``compacted = true``, in two steps, each of which leaves a consistent view:
+
+1. write the compacted file (all rows of the old compacted file, plus every per-epoch row whose epoch it
+   does not hold) under a hidden temporary name, then rename it over ``<trial_id>_compacted.parquet``;
+2. delete the per-epoch files whose epochs the compacted file now holds.
+
+**The reader rule** (:func:`read_epochs`) makes every moment consistent: all files are read in one
+``pyarrow.dataset`` scan, and for each (dataset, method, trial, epoch) a compacted row wins over a per-epoch
+row. So between steps 1 and 2 (or after a crash between them) the per-epoch copies are ignored, before step
+1 only they are read: each (trial, epoch) is seen exactly once, never both copies, never neither; a later
+compaction deletes the leftovers. Files that vanish between the scan's listing and its reads (a
+compaction running at the same moment) make the scan start again. A trial that resumes after compaction
+(``study resume --retry-errored``) first drops the epochs it will redo from its compacted file
+(:meth:`ResultsWriter.delete_epochs`: per-epoch copies first, then the compacted file is replaced by one
+without them), so the re-run epochs, written as per-epoch files, are again the only copies.
 
 ``epochs/`` — one row per (trial, epoch):
 
@@ -26,7 +45,12 @@ column                      type      meaning
 schema_version              int64     :data:`SCHEMA_VERSION`
 study                       string    study name
 trial_id                    string    Ray Tune trial id (unique within the (dataset, method) partition)
-dataset, method             string    hive partition keys (from the path)
+dataset, method             string    hive partition keys (from the path); ``method`` is the canonical
+                                      name (``mtl.methods.canonical_method_name``: ``log+max_norm``
+                                      and ``db-mtl`` are both stored as ``db_mtl``)
+balancer, aggregator        string    the method's canonical parts (aggregator null for none)
+higher_is_better/<t>/<m>    bool      direction of metric ``<m>`` of task ``<t>``, as the dataset
+                                      declares it (``mtl.data``); null where unknown
 seed                        int64     training seed
 hp/<name>                   typed     one column per searched hyperparameter of the *whole study*
                                       (null where a method does not search it), so files of one
@@ -35,6 +59,8 @@ epoch                       int64     0-based epoch (``mtl.train`` record)
 status                      string    ``ok``, or ``nonfinite`` for the epoch that made the trial fail
 host, device, node_id       string    where the epoch ran (device e.g. ``cpu``, ``cuda:0``)
 written_at                  timestamp UTC time the row was written
+compacted                   bool      true in a trial's compacted file (absent/null in per-epoch files;
+                                      dropped by :func:`read_epochs`)
 lr, steps, time_train,      float64   the ``mtl.train`` record, one column per key:
 time_eval, time_epoch,                ``train_loss/<task>``, ``weight/<task>``,
 train_loss/<task>, ...                ``grad_norm/<task>``, ``grad_cos`` (NaN when not measured),
@@ -46,15 +72,17 @@ train_loss/<task>, ...                ``grad_norm/<task>``, ``grad_cos`` (NaN wh
 ``trials/`` — one row per trial (rewritten after every epoch and at the end):
 
 ==========================  ========  =======================================================
-schema_version, study,      as above  identity and hyperparameter columns
+schema_version, study,      as above  identity, direction and hyperparameter columns
 trial_id, dataset, method,
+balancer, aggregator,
+higher_is_better/*,
 seed, hp/<name>
 status                      string    ``running``, ``completed`` (all epochs), ``stopped`` (ended
                                       early by the scheduler), ``failed``
 error                       string    why it failed (null otherwise)
 epochs_done                 int64     epochs finished
 max_epochs                  int64     epochs planned
-best_epoch                  int64     epoch with the highest finite ``val_delta_p`` (null if none)
+best_epoch                  int64     0-based epoch with the highest finite ``val_delta_p`` (null if none)
 best_val_delta_p            float64   ``val_delta_p`` at ``best_epoch``
 test_delta_p, test_delta_m, float64   test (and val) results *at the best validation epoch*
 val_delta_m,
@@ -63,10 +91,16 @@ val/<task>/<metric>
 time_total                  float64   summed ``time_epoch`` over all epochs (training + evaluation)
 wall_time                   float64   seconds from the trial's first start to this row, restarts included
 restarts                    int64     how often the trial was restored from a checkpoint
-host, device, node_id       string    where it (last) ran
-started_at, updated_at      timestamp UTC
+host, device, node_id       string    where it (last) ran (``node_id``: Ray's node id)
+started_at                  timestamp UTC time the trial first started
+ended_at                    timestamp UTC time it ended (completed, stopped or failed); null while running
+updated_at                  timestamp UTC time of this row
 train_config                string    the full ``mtl`` TrainConfig as JSON
 ==========================  ========  =======================================================
+
+Schema versions: 1 — before canonical identity (no ``balancer``/``aggregator``/``higher_is_better/*``, no
+``ended_at``, no compaction); 2 — this layout. Readers of version 2 read version 1 studies unchanged
+(missing columns are null; :mod:`analysis.load` fills what it can).
 """
 
 from __future__ import annotations
@@ -78,23 +112,31 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EPOCHS_DIR = "epochs"
 TRIALS_DIR = "trials"
 HP_PREFIX = "hp/"
+DIRECTION_PREFIX = "higher_is_better/"
+COMPACTED = "compacted"
+COMPACTED_SUFFIX = "_compacted.parquet"
 PARTITIONS = ("dataset", "method")
+EPOCH_KEY = ("dataset", "method", "trial_id", "epoch")
 EPOCH_STATUSES = ("ok", "nonfinite")
 TRIAL_STATUSES = ("running", "completed", "stopped", "failed")
+ENDED_STATUSES = ("completed", "stopped", "failed")
+IDENTITY_COLUMNS = ("balancer", "aggregator")
+READ_ATTEMPTS = 5  # scans restarted when files vanish under them (a compaction running meanwhile)
 HP_TYPES: dict[str, pa.DataType] = {
     "float": pa.float64(),
     "int": pa.int64(),
@@ -158,6 +200,9 @@ class TrialInfo:
 
     ``hp_types`` maps *every* searched hyperparameter name of the study to ``float``/``int``/``str``/``bool``
     (names this trial does not search get nulls), so all files of one dataset partition share a schema.
+    ``method`` is the canonical method name, ``balancer``/``aggregator`` its parts (``mtl.methods``;
+    this module imports no torch, so the caller resolves them). ``directions`` maps ``"<task>/<metric>"``
+    to higher-is-better, as the dataset declares it.
     """
 
     study: str
@@ -167,6 +212,9 @@ class TrialInfo:
     seed: int
     hparams: Mapping[str, Any] = field(default_factory=dict)
     hp_types: Mapping[str, str] = field(default_factory=dict)
+    balancer: str | None = None
+    aggregator: str | None = None
+    directions: Mapping[str, bool] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("study", "dataset", "method", "trial_id"):
@@ -179,6 +227,35 @@ class TrialInfo:
         bad = {k: v for k, v in self.hp_types.items() if v not in HP_TYPES}
         if bad:
             raise ValueError(f"hp_types {bad} unknown; valid: {', '.join(HP_TYPES)}")
+        malformed = sorted(k for k in self.directions if len(k.split("/")) != 2 or not all(k.split("/")))
+        if malformed:
+            raise ValueError(f"directions keys {malformed} must be '<task>/<metric>'")
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], hp_types: Mapping[str, str]) -> TrialInfo:
+        """The identity of a row read back (:meth:`ResultsWriter.read_trial_row`)."""
+        hparams = {
+            k.removeprefix(HP_PREFIX): v
+            for k, v in row.items()
+            if k.startswith(HP_PREFIX) and v is not None and k.removeprefix(HP_PREFIX) in hp_types
+        }
+        directions = {
+            k.removeprefix(DIRECTION_PREFIX): bool(v)
+            for k, v in row.items()
+            if k.startswith(DIRECTION_PREFIX) and v is not None
+        }
+        return cls(
+            str(row["study"]),
+            str(row["dataset"]),
+            str(row["method"]),
+            str(row["trial_id"]),
+            int(row["seed"]),
+            hparams,
+            dict(hp_types),
+            row.get("balancer"),
+            row.get("aggregator"),
+            directions,
+        )
 
 
 def infer_hp_type(values: Iterable[Any]) -> str:
@@ -219,6 +296,9 @@ def _identity_columns(info: TrialInfo) -> list[tuple[str, pa.DataType, Any]]:
     for name in sorted(info.hp_types):
         kind = info.hp_types[name]
         cols.append((HP_PREFIX + name, HP_TYPES[kind], _coerce_hp(info.hparams.get(name), kind)))
+    cols += [("balancer", pa.string(), info.balancer), ("aggregator", pa.string(), info.aggregator)]
+    for key in sorted(info.directions):
+        cols.append((DIRECTION_PREFIX + key, pa.bool_(), bool(info.directions[key])))
     return cols
 
 
@@ -368,15 +448,25 @@ class ResultsWriter:
         device: str | None = None,
         node_id: str | None = None,
         started_at: _dt.datetime | None = None,
+        ended_at: _dt.datetime | None = None,
         train_config: Mapping[str, Any] | None = None,
     ) -> str:
         """Write (or overwrite) the trial's ``trials/`` row.
 
         The metric columns come from ``summary`` if given, else from :func:`summarize_records` of ``records``.
+        ``ended_at`` defaults to now for an ended status (completed, stopped, failed) and is null while the
+        trial runs. A ``summary`` taken from a row read back may hold identity columns (``balancer``,
+        ``aggregator``, ``higher_is_better/*``, ``ended_at``): they fill what ``info`` and the arguments
+        leave unset instead of becoming metric columns.
         """
         if status not in TRIAL_STATUSES:
             raise ValueError(f"trial status '{status}' unknown; valid: {', '.join(TRIAL_STATUSES)}")
         summary = dict(summary) if summary is not None else summarize_records(records)
+        info, ended_at = _absorb_identity(info, summary, ended_at)
+        if ended_at is None and status in ENDED_STATUSES:
+            ended_at = _now()
+        if status not in ENDED_STATUSES:
+            ended_at = None
         cols = _identity_columns(info)
         cols += [
             ("status", pa.string(), status),
@@ -392,6 +482,7 @@ class ResultsWriter:
             ("device", pa.string(), device),
             ("node_id", pa.string(), node_id),
             ("started_at", _UTC, started_at),
+            ("ended_at", _UTC, ended_at),
             ("updated_at", _UTC, _now()),
             (
                 "train_config",
@@ -406,13 +497,60 @@ class ResultsWriter:
                 cols.append((key, pa.float64(), None if value is None else float(value)))
         return self._write_atomic(_table(cols), self.trial_path(info.dataset, info.method, info.trial_id))
 
+    def update_trial_status(
+        self,
+        dataset: str,
+        method: str,
+        trial_id: str,
+        status: str,
+        error: str | None = None,
+        ended_at: _dt.datetime | None = None,
+    ) -> dict[str, Any] | None:
+        """Rewrite only the status of a trial's ``trials/`` row (with ``error``; ``ended_at`` now, or null
+        for ``running``), keeping every other column as stored; returns the new row, or None if the trial
+        has no row."""
+        if status not in TRIAL_STATUSES:
+            raise ValueError(f"trial status '{status}' unknown; valid: {', '.join(TRIAL_STATUSES)}")
+        path = self.trial_path(dataset, method, trial_id)
+        if self.fs.get_file_info(path).type != pafs.FileType.File:
+            return None
+        table = pq.read_table(path, filesystem=self.fs)
+        if status in ENDED_STATUSES:
+            ended_at = ended_at or _now()
+        else:
+            ended_at = None
+        for name, dtype, value in (
+            ("status", pa.string(), status),
+            ("error", pa.string(), error),
+            ("ended_at", _UTC, ended_at),
+            ("updated_at", _UTC, _now()),
+        ):
+            column = pa.array([value] * table.num_rows, type=dtype)
+            index = table.schema.get_field_index(name)
+            if index < 0:
+                table = table.append_column(pa.field(name, dtype), column)
+            else:
+                table = table.set_column(index, pa.field(name, dtype), column)
+        self._write_atomic(table, path)
+        row = table.to_pylist()[0]
+        row.update(dataset=dataset, method=method)
+        return row
+
     # maintenance
     def _list(self, directory: str) -> list[pafs.FileInfo]:
         selector = pafs.FileSelector(directory, allow_not_found=True, recursive=False)
         return [f for f in self.fs.get_file_info(selector) if f.type == pafs.FileType.File]
 
+    def compacted_path(self, dataset: str, method: str, trial_id: str) -> str:
+        """Where a trial's epoch rows live once it is compacted (:func:`compact_trial`)."""
+        directory = _partition_dir(self.root, EPOCHS_DIR, dataset, method)
+        return _join(directory, _file_stem(trial_id) + COMPACTED_SUFFIX)
+
+    def _exists(self, path: str) -> bool:
+        return self.fs.get_file_info(path).type == pafs.FileType.File
+
     def epoch_files(self, dataset: str, method: str, trial_id: str) -> dict[int, str]:
-        """``{epoch: path}`` of the epoch rows this trial has written."""
+        """``{epoch: path}`` of the per-epoch files this trial has (not yet compacted)."""
         directory = _partition_dir(self.root, EPOCHS_DIR, dataset, method)
         pattern = re.compile(re.escape(_file_stem(trial_id)) + r"_e(\d+)\.parquet$")
         out: dict[int, str] = {}
@@ -422,23 +560,48 @@ class ResultsWriter:
                 out[int(m.group(1))] = f.path
         return out
 
+    def compacted_epochs(self, dataset: str, method: str, trial_id: str) -> list[int]:
+        """The epochs the trial's compacted file holds (empty if it has none)."""
+        path = self.compacted_path(dataset, method, trial_id)
+        if not self._exists(path):
+            return []
+        table = pq.read_table(path, filesystem=self.fs, columns=["epoch"])
+        return sorted(int(e) for e in table.column("epoch").to_pylist())
+
     def delete_epochs(self, dataset: str, method: str, trial_id: str, from_epoch: int = 0) -> list[int]:
         """Delete this trial's epoch rows with ``epoch >= from_epoch`` (stale rows of an earlier attempt
-        that will be written again); returns the deleted epochs."""
-        deleted = []
+        that will be written again), from per-epoch files and from its compacted file; returns the deleted
+        epochs.
+
+        Order (module docstring): per-epoch copies first (those the compacted file holds are not read
+        anyway), then the compacted file is replaced, in one rename, by one without those epochs.
+        """
+        deleted = set()
         for epoch, path in sorted(self.epoch_files(dataset, method, trial_id).items()):
             if epoch >= from_epoch:
                 self.fs.delete_file(path)
-                deleted.append(epoch)
-        return deleted
+                deleted.add(epoch)
+        path = self.compacted_path(dataset, method, trial_id)
+        if self._exists(path):
+            table = pq.read_table(path, filesystem=self.fs)
+            stale = pc.greater_equal(table.column("epoch"), pa.scalar(int(from_epoch), pa.int64()))
+            drop = {int(e) for e in table.filter(stale).column("epoch").to_pylist()}
+            if drop:
+                kept = table.filter(pc.invert(stale))
+                if kept.num_rows:
+                    self._write_atomic(kept, path)
+                else:
+                    self.fs.delete_file(path)
+                deleted |= drop
+        return sorted(deleted)
 
     def trial_ids(self, dataset: str, method: str) -> set[str]:
-        """Trial ids with any row (epoch or trial) in this (dataset, method) partition."""
+        """Trial ids with any row (epoch, compacted or trial) in this (dataset, method) partition."""
         ids = set()
         for f in self._list(_partition_dir(self.root, TRIALS_DIR, dataset, method)):
             if f.base_name.endswith(".parquet") and not f.base_name.startswith((".", "_")):
                 ids.add(f.base_name.removesuffix(".parquet"))
-        pattern = re.compile(r"^(.+)_e\d+\.parquet$")
+        pattern = re.compile(r"^(.+?)(?:_e\d+\.parquet|" + re.escape(COMPACTED_SUFFIX) + r")$")
         for f in self._list(_partition_dir(self.root, EPOCHS_DIR, dataset, method)):
             m = pattern.match(f.base_name)
             if m and not f.base_name.startswith((".", "_")):
@@ -449,14 +612,17 @@ class ResultsWriter:
         """Delete every row of a trial (used for orphans: trials an interrupted run started that the
         restored Tune state does not know about)."""
         self.delete_epochs(dataset, method, trial_id)
-        path = self.trial_path(dataset, method, trial_id)
-        if self.fs.get_file_info(path).type == pafs.FileType.File:
-            self.fs.delete_file(path)
+        for path in (
+            self.compacted_path(dataset, method, trial_id),
+            self.trial_path(dataset, method, trial_id),
+        ):
+            if self._exists(path):
+                self.fs.delete_file(path)
 
     def read_trial_row(self, dataset: str, method: str, trial_id: str) -> dict[str, Any] | None:
         """This trial's ``trials/`` row as a dict, or None if it has none yet."""
         path = self.trial_path(dataset, method, trial_id)
-        if self.fs.get_file_info(path).type != pafs.FileType.File:
+        if not self._exists(path):
             return None
         rows = pq.read_table(path, filesystem=self.fs).to_pylist()
         if not rows:
@@ -466,13 +632,97 @@ class ResultsWriter:
         return row
 
 
+def _absorb_identity(
+    info: TrialInfo, summary: dict[str, Any], ended_at: _dt.datetime | None
+) -> tuple[TrialInfo, _dt.datetime | None]:
+    """Move identity columns of a row read back out of ``summary`` into ``info`` / ``ended_at``."""
+    updates: dict[str, Any] = {}
+    for key in IDENTITY_COLUMNS:
+        value = summary.pop(key, None)
+        if getattr(info, key) is None and value is not None:
+            updates[key] = value
+    directions = {
+        k.removeprefix(DIRECTION_PREFIX): summary.pop(k)
+        for k in [k for k in summary if k.startswith(DIRECTION_PREFIX)]
+    }
+    directions = {k: bool(v) for k, v in directions.items() if v is not None}
+    if directions and not info.directions:
+        updates["directions"] = directions
+    stored_end = summary.pop("ended_at", None)
+    summary.pop(COMPACTED, None)
+    return (replace(info, **updates) if updates else info), ended_at or stored_end
+
+
+# -- compaction ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Compaction:
+    """What :func:`compact_trial` did: the epochs the compacted file holds, and the per-epoch files it
+    folded in and deleted (0 when the trial was already compacted)."""
+
+    trial_id: str
+    epochs: int
+    folded: int
+
+
+def _read_files(fs: pafs.FileSystem, paths: Sequence[str]) -> pa.Table:
+    """The rows of ``paths`` (no partitioning) with their schemas unified, in one dataset scan."""
+    factory = ds.FileSystemDatasetFactory(fs, list(paths), ds.ParquetFileFormat())
+    schema = factory.inspect(promote_options="permissive", fragments=None)
+    return factory.finish(schema).to_table()
+
+
+def compact_trial(writer: ResultsWriter, dataset: str, method: str, trial_id: str) -> Compaction:
+    """Fold a trial's per-epoch files into its one compacted file, atomically (module docstring).
+
+    Call it once the trial has ended (completed, stopped or failed): epochs written after it are kept as
+    per-epoch files (still read) until the next compaction. Idempotent; safe to re-run after a crash at any
+    step; rows already in the compacted file win over per-epoch copies of the same epoch, as in the reader.
+    """
+    per_epoch = writer.epoch_files(dataset, method, trial_id)
+    path = writer.compacted_path(dataset, method, trial_id)
+    if not per_epoch:
+        return Compaction(trial_id, len(writer.compacted_epochs(dataset, method, trial_id)), 0)
+    parts = []
+    if writer._exists(path):
+        parts.append(pq.read_table(path, filesystem=writer.fs))
+    held = set(parts[0].column("epoch").to_pylist()) if parts else set()
+    new = {epoch: p for epoch, p in per_epoch.items() if epoch not in held}
+    if new:
+        rows = _read_files(writer.fs, [new[e] for e in sorted(new)])
+        if COMPACTED in rows.column_names:
+            rows = rows.drop_columns([COMPACTED])
+        parts.append(rows)
+        table = pa.concat_tables(parts, promote_options="permissive").sort_by("epoch")
+        flag = pa.array([True] * table.num_rows, type=pa.bool_())
+        index = table.schema.get_field_index(COMPACTED)
+        if index < 0:
+            table = table.append_column(pa.field(COMPACTED, pa.bool_()), flag)
+        else:
+            table = table.set_column(index, pa.field(COMPACTED, pa.bool_()), flag)
+        writer._write_atomic(table, path)  # step 1: from here on the per-epoch copies are not read
+        held = set(table.column("epoch").to_pylist())
+    folded = 0
+    for epoch, file in sorted(writer.epoch_files(dataset, method, trial_id).items()):
+        if epoch in held:  # step 2
+            writer.fs.delete_file(file)
+            folded += 1
+    # tidy up: temporary files of compactions that crashed before their rename (never read)
+    leftover = "." + path.rsplit("/", 1)[-1] + "."
+    for f in writer._list(path.rsplit("/", 1)[0]):
+        if f.base_name.startswith(leftover) and f.base_name.endswith(".tmp"):
+            writer.fs.delete_file(f.path)
+    return Compaction(trial_id, len(held), folded)
+
+
 # -- reading ---------------------------------------------------------------------------------------------
-def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -> pd.DataFrame:
-    fs, path = resolve_storage(location, filesystem)
-    if path.rstrip("/").rsplit("/", 1)[-1] != table:
-        path = _join(path, table)
-    if fs.get_file_info(path).type != pafs.FileType.Directory:
-        return pd.DataFrame()
+def _vanished(exc: OSError) -> bool:
+    """Whether a scan failed because a listed file disappeared (local: FileNotFoundError; object stores
+    word it differently)."""
+    text = str(exc).lower()
+    return isinstance(exc, FileNotFoundError) or "no such file" in text or "does not exist" in text
+
+
+def _scan(fs: pafs.FileSystem, path: str) -> pa.Table | None:
     keys = pa.schema([pa.field(key, pa.string()) for key in PARTITIONS])
     partitioning = ds.HivePartitioning(keys, segment_encoding="uri")
     options = ds.FileSystemFactoryOptions(partition_base_dir=path, partitioning=partitioning)
@@ -480,8 +730,43 @@ def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -
     factory = ds.FileSystemDatasetFactory(fs, selector, ds.ParquetFileFormat(), options)
     schema = factory.inspect(promote_options="permissive", fragments=None)
     if len(schema) == 0:
+        return None
+    return factory.finish(schema).to_table()
+
+
+def _scan_consistent(fs: pafs.FileSystem, path: str) -> pa.Table | None:
+    """One dataset scan of a table folder, started again if files vanished while it ran."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return _scan(fs, path)
+        except OSError as exc:
+            if attempt == READ_ATTEMPTS - 1 or not _vanished(exc):
+                raise
+    return None  # pragma: no cover
+
+
+def _one_row_per_epoch(frame: pd.DataFrame) -> pd.DataFrame:
+    """The reader rule: per (dataset, method, trial, epoch) a compacted row wins over a per-epoch copy."""
+    if COMPACTED not in frame.columns:
+        return frame
+    flag = frame[COMPACTED].fillna(False).astype(bool)
+    frame = frame.drop(columns=[COMPACTED])
+    if flag.any() and all(k in frame.columns for k in EPOCH_KEY):
+        frame = frame.assign(_rank=(~flag).astype(int)).sort_values([*EPOCH_KEY, "_rank"], kind="stable")
+        frame = frame.drop_duplicates(list(EPOCH_KEY), keep="first").drop(columns=["_rank"])
+    return frame
+
+
+def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -> pd.DataFrame:
+    fs, path = resolve_storage(location, filesystem)
+    if path.rstrip("/").rsplit("/", 1)[-1] != table:
+        path = _join(path, table)
+    if fs.get_file_info(path).type != pafs.FileType.Directory:
         return pd.DataFrame()
-    frame = factory.finish(schema).to_table().to_pandas()
+    scanned = _scan_consistent(fs, path)
+    if scanned is None:
+        return pd.DataFrame()
+    frame = _one_row_per_epoch(scanned.to_pandas())
     order = ["study", "trial_id", *PARTITIONS]
     sort = [c for c in ("dataset", "method", "trial_id", "epoch") if c in frame.columns]
     frame = frame[[c for c in order if c in frame.columns] + [c for c in frame.columns if c not in order]]
@@ -490,9 +775,10 @@ def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -
 
 def read_epochs(location: str, filesystem: pafs.FileSystem | None = None) -> pd.DataFrame:
     """All epoch rows of a study: ``location`` is the study folder (``<storage>/<study>``) or its
-    ``epochs`` folder, local or a URI. Schemas of all files are unified (columns missing in a file are
-    null), the partition keys ``dataset``/``method`` become string columns, rows are sorted by
-    (dataset, method, trial_id, epoch)."""
+    ``epochs`` folder, local or a URI. One ``pyarrow.dataset`` scan reads per-epoch and compacted files
+    alike; each (trial, epoch) appears once (the reader rule in the module docstring). Schemas of all
+    files are unified (columns missing in a file are null), the partition keys ``dataset``/``method``
+    become string columns, rows are sorted by (dataset, method, trial_id, epoch)."""
     return _read_table(location, EPOCHS_DIR, filesystem)
 
 
@@ -504,3 +790,8 @@ def read_trials(location: str, filesystem: pafs.FileSystem | None = None) -> pd.
 def hp_columns(frame: pd.DataFrame) -> list[str]:
     """The hyperparameter columns (``hp/<name>``) of a frame read by this module."""
     return [c for c in frame.columns if c.startswith(HP_PREFIX)]
+
+
+def direction_columns(frame: pd.DataFrame) -> list[str]:
+    """The stored metric directions (``higher_is_better/<task>/<metric>``) of a frame read by this module."""
+    return [c for c in frame.columns if c.startswith(DIRECTION_PREFIX)]

@@ -1,9 +1,14 @@
 """Running, resuming and inspecting studies (what the ``study`` commands do).
 
 A study lives in ``<storage>/<name>/``: ``study.yaml`` (the validated study, used by ``resume``),
-``epochs/`` and ``trials/`` (Parquet, :mod:`study.results`) and ``tune/<dataset>__<method>/`` (Ray Tune's
-experiment state and trial checkpoints). Groups run one after another; a resumed study restores each
-group's experiment (finished ones return at once) and starts the groups that never started.
+``epochs/`` and ``trials/`` (Parquet, :mod:`study.results`) and ``tune/study/`` (Ray Tune's experiment
+state and trial checkpoints). All (dataset, method) groups run at once in that one experiment
+(:mod:`study.tuner`); a resumed study restores it, and every group's search continues where it stopped.
+
+Nothing is written before the study can start: ``study.yaml`` is written once Ray is up and the cluster
+can hold a trial, so a failed pre-flight leaves no folder behind; a folder whose study never started a
+trial (no results, no Tune state) may be run again with ``study run``. Ctrl+C while Ray starts stops the
+study once Ray is up (exit code 130).
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from mtl.errors import ConfigError
+from study.layout import GROUP_KEY, STUDY_FILE, experiment_path, serial_experiment_path, tune_root
 from study.results import EPOCHS_DIR, TRIALS_DIR, read_trials, resolve_storage, storage_uri
 from study.schema import Group, Study, StudyError, parse_study
 
-STUDY_FILE = "study.yaml"
 Printer = Callable[[str], None]
 
 
@@ -71,8 +76,13 @@ def _write_text(location: str, text: str) -> None:
     fs.move(tmp, path)
 
 
-def find_study(name_or_path: str, storage: str = "results") -> tuple[Study, str]:
-    """Load a saved study by name (under ``storage``) or by the path/URI of its folder."""
+def find_study(
+    name_or_path: str, storage: str = "results", *, check_registry: bool = True
+) -> tuple[Study, str]:
+    """Load a saved study by name (under ``storage``) or by the path/URI of its folder.
+
+    ``check_registry=False`` reads it as saved (it was fully validated, names canonical, when written):
+    no method, dataset or model is built, so read-only commands (``study status``) need no torch."""
     candidates = [name_or_path.rstrip("/")]
     if "://" not in name_or_path and "/" not in name_or_path:
         candidates.insert(0, f"{storage_uri(storage).rstrip('/')}/{name_or_path}")
@@ -83,11 +93,35 @@ def find_study(name_or_path: str, storage: str = "results") -> tuple[Study, str]
         if text is not None:
             # storage = the folder above the study, wherever the study was moved to
             parent = location.rsplit("/", 1)[0]
-            return parse_study(text, source=f"'{location}/{STUDY_FILE}'", storage=parent), location
+            study = parse_study(
+                text,
+                source=f"'{location}/{STUDY_FILE}'",
+                storage=parent,
+                check_registry=check_registry,
+            )
+            return study, location
     raise StudyStateError(
         f"no study '{name_or_path}': looked for {STUDY_FILE} in {', '.join(candidates)} "
         f"(give the study's name with --storage, or the path of its folder)"
     )
+
+
+def _never_started(study: Study, location: str) -> bool:
+    """True when the study's folder holds no trial results and no Tune state (a start that failed)."""
+    if not read_trials(location).empty:
+        return False
+    fs, path = resolve_storage(tune_root(study))
+    return fs.get_file_info(path).type == pafs.FileType.NotFound
+
+
+def _serial_groups(study: Study) -> list[str]:
+    """Groups with an experiment of the serial engine (one Tune experiment per group, before one pool)."""
+    found = []
+    for group in study.groups():
+        fs, path = resolve_storage(serial_experiment_path(study, group))
+        if fs.get_file_info(path).type == pafs.FileType.Directory:
+            found.append(group.label)
+    return found
 
 
 def run_study(
@@ -97,21 +131,28 @@ def run_study(
     retry_errored: bool = False,
     printer: Printer = print,
 ) -> RunReport:
-    """Run (or resume) every (dataset, method) group of ``study`` and return a :class:`RunReport`."""
-    from study.cluster import init_ray, shutdown_ray
-    from study.tuner import build_tuner, experiment_path, restore_tuner
+    """Run (or resume) every (dataset, method) group of ``study`` at once, in one Tune experiment, and
+    return a :class:`RunReport`."""
+    from study.cluster import deferred_interrupt, init_ray, shutdown_ray
+    from study.tuner import build_tuner, make_searcher, restore_tuner
 
     t0 = time.perf_counter()
     location = study_location(study)
     saved = _read_text(f"{location}/{STUDY_FILE}")
-    if not resume and saved is not None:
+    if not resume and saved is not None and not _never_started(study, location):
         raise StudyStateError(
             f"study '{study.name}' already exists at {location}: continue it with `study resume {study.name}"
             f"{'' if study.storage == 'results' else ' --storage ' + study.storage}`, "
             f"or pick another name (--name)"
         )
-    if saved is None:
-        _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())
+    serial = _serial_groups(study)
+    if serial:
+        raise StudyStateError(
+            f"study '{study.name}' at {location} was written by the serial engine (one Tune experiment per "
+            f"group: {', '.join(serial)}), which this version no longer runs; its Parquet results still read "
+            f"(study status, analysis). Run the study again under another name (--name) to continue it."
+        )
+    make_searcher(study)  # the search settings are checked before anything starts
     report = RunReport(study.name, location, 0.0)
     if not study.ray.local and "://" not in study.storage:
         printer(
@@ -119,30 +160,37 @@ def run_study(
             "must see it at that path (a shared filesystem); otherwise use a URI such as s3://bucket/prefix"
         )
     t_ray = time.perf_counter()
-    started = init_ray(study.ray, study.resources)
+    with deferred_interrupt() as interrupt:
+        started = init_ray(study.ray, study.resources)
     report.ray_start_time = time.perf_counter() - t_ray
     try:
+        if interrupt.requested:
+            raise KeyboardInterrupt
         import ray.tune as tune
 
-        for group in study.groups():
-            path = experiment_path(study, group)
-            if tune.Tuner.can_restore(path):
-                printer(f"== {group.label}: resuming {path}")
-                tuner = restore_tuner(study, group, retry_errored=retry_errored)
-            else:
-                printer(
-                    f"== {group.label}: starting ({study.search.algorithm} search, "
-                    f"scheduler {study.scheduler.type})"
-                )
-                tuner = build_tuner(study, group)
-            grid = tuner.fit()
-            # Tune returns normally when Ctrl+C stopped it; its saved state then holds unfinished trials
-            # (the in-memory trials all read TERMINATED after its clean-up, so ask the saved state)
-            saved_state = tune_statuses(study, [group])[group.label]
-            report.groups[group.label] = {"trials": len(grid), **saved_state}
-            if set(saved_state) - {"TERMINATED", "ERROR"}:
-                report.interrupted = True
-                break
+        if not resume or saved is None:
+            _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())  # the study can start: keep it
+        path = experiment_path(study)
+        if tune.Tuner.can_restore(path):
+            printer(f"== resuming {path}: {len(study.groups())} groups")
+            tuner = restore_tuner(study, retry_errored=retry_errored)
+        else:
+            printer(
+                f"== starting {len(study.groups())} groups in one pool ({study.search.algorithm} search, "
+                f"scheduler {study.scheduler.type} per group)"
+            )
+            tuner = build_tuner(study)
+        tuner.fit()
+        # Tune returns normally when Ctrl+C stopped it; its saved state then holds unfinished trials
+        # (the in-memory trials all read TERMINATED after its clean-up, so ask the saved state)
+        report.groups = {
+            label: {"trials": sum(counts.values()), **counts}
+            for label, counts in tune_statuses(study).items()
+        }
+        if any(set(counts) - {"TERMINATED", "ERROR", "trials"} for counts in report.groups.values()):
+            report.interrupted = True
+        elif any(not counts for counts in report.groups.values()):
+            report.interrupted = True  # a group never started: Tune stopped before
     finally:
         if started:
             shutdown_ray()
@@ -175,14 +223,28 @@ def _hp_text(row: pd.Series) -> str:
     return " ".join(parts) or "(defaults)"
 
 
+def _best_line(row: pd.Series, what: str) -> str:
+    # epochs printed to people are 1-based (the stored `best_epoch` is 0-based)
+    return (
+        f"{what}: {row['method']} seed {row['seed']} {_hp_text(row)} [{row['trial_id']}]: "
+        f"val Δp {row['best_val_delta_p']:+.2f}% at epoch {int(row['best_epoch']) + 1}, "
+        f"test Δp {row['test_delta_p']:+.2f}%"
+    )
+
+
 def describe_best(trials: pd.DataFrame) -> list[str]:
+    """The best trial of each (dataset, method) group, then of each dataset, by best validation Δp."""
+    if trials.empty or "best_val_delta_p" not in trials:
+        return []
+    ok = trials[trials["best_val_delta_p"].notna()]
     lines = []
+    if ok["method"].nunique() > 1:
+        for (dataset, method), rows in ok.groupby(["dataset", "method"], sort=True):
+            lines.append(
+                _best_line(rows.loc[rows["best_val_delta_p"].idxmax()], f"  best of {dataset}/{method}")
+            )
     for _, row in best_trials(trials).iterrows():
-        lines.append(
-            f"best trial on {row['dataset']}: {row['method']} seed {row['seed']} {_hp_text(row)} "
-            f"[{row['trial_id']}]: val Δp {row['best_val_delta_p']:+.2f}% at epoch {int(row['best_epoch'])}, "
-            f"test Δp {row['test_delta_p']:+.2f}%"
-        )
+        lines.append(_best_line(row, f"best trial on {row['dataset']}"))
     return lines
 
 
@@ -200,31 +262,30 @@ def status_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def tune_statuses(study: Study, groups: list[Group] | None = None) -> dict[str, dict[str, int]]:
-    """Ray Tune's own view (trial status counts per group) from the saved experiment state, without Ray."""
+    """Ray Tune's own view (trial status counts per group) from the study experiment's saved state,
+    without Ray; a trial's group is read from its saved config."""
     import json
 
-    from study.tuner import experiment_path
-
-    out: dict[str, dict[str, int]] = {}
-    for group in study.groups() if groups is None else groups:
-        fs, path = resolve_storage(experiment_path(study, group))
-        selector = pafs.FileSelector(path, allow_not_found=True)
-        states = sorted(
-            f.path for f in fs.get_file_info(selector) if f.base_name.startswith("experiment_state")
-        )
-        if not states:
-            out[group.label] = {}
-            continue
-        with fs.open_input_stream(states[-1]) as f:
-            data = json.loads(f.read().decode())
-        counts: dict[str, int] = {}
-        for entry in data.get("trial_data", []):
-            try:
-                status = json.loads(entry[0]).get("status", "?")
-            except (TypeError, ValueError, IndexError):
-                status = "?"
-            counts[status] = counts.get(status, 0) + 1
-        out[group.label] = counts
+    wanted = study.groups() if groups is None else groups
+    by_name = {g.name: g.label for g in study.groups()}
+    out: dict[str, dict[str, int]] = {g.label: {} for g in wanted}
+    fs, path = resolve_storage(experiment_path(study))
+    selector = pafs.FileSelector(path, allow_not_found=True)
+    states = sorted(f.path for f in fs.get_file_info(selector) if f.base_name.startswith("experiment_state"))
+    if not states:
+        return out
+    with fs.open_input_stream(states[-1]) as f:
+        data = json.loads(f.read().decode())
+    for entry in data.get("trial_data", []):
+        try:
+            trial = json.loads(entry[0])
+            status = trial.get("status", "?")
+            config = trial.get("config") or {}
+        except (TypeError, ValueError, IndexError):
+            status, config = "?", {}
+        label = by_name.get(str(config.get(GROUP_KEY)))
+        if label in out:
+            out[label][status] = out[label].get(status, 0) + 1
     return out
 
 

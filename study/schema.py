@@ -20,11 +20,15 @@ values. A minimal study::
     storage: results                 # a local folder or any pyarrow filesystem URI (s3://..., gs://...)
     ray: {address: null}             # null: start Ray on this machine; auto or ray://host:10001: join
     max_failures: 2                  # retries of a crashed trial (it resumes from its last epoch)
+    loggers: [tensorboard, mlflow]   # optional: Ray Tune's logger callbacks (study.loggers)
 
-One Ray Tune experiment runs per (dataset, method) group, in file order, so the scheduler compares like
-with like and each method has its own search space. Seeds: with ``optuna`` every sampled configuration
-runs once per seed (Tune's Repeater; Optuna sees the mean); with ``random``/``grid`` the seed is a grid
-dimension. A group with an empty search space runs each seed once.
+Every (dataset, method) group shares one Ray Tune experiment and one pool of trial slots
+(``resources.max_concurrent_trials`` for the study, ``max_concurrent_per_group`` per group); each group
+keeps its own search (:mod:`study.searcher`) and its own ASHA brackets (:mod:`study.scheduler`), so the
+scheduler compares like with like. Seeds: with ``optuna`` every sampled configuration runs once per seed
+(Optuna sees the mean); with ``random``/``grid`` the seed is a grid dimension; a space whose parameters are
+all ``grid`` is enumerated whatever the algorithm (e.g. ``stl`` over its tasks). A group with an empty
+search space runs each seed once.
 """
 
 from __future__ import annotations
@@ -35,10 +39,18 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from mtl.errors import ConfigError, MTLError
 from study.results import infer_hp_type
@@ -53,6 +65,17 @@ DEFAULT_WORKER_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "1000000000",
 }
 Scalar = bool | int | float | str
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32 - 1]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"Input should be a valid integer, not a boolean (got {value!r})")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_bool)]
+"""An integer field: pydantic's lax mode would read ``true`` as 1 (``seeds: [true]`` ran seed 1)."""
 
 
 class StudyError(ConfigError):
@@ -86,7 +109,7 @@ class Param(Strict):
     grid: list[Scalar] | None = None
     uniform: list[float] | None = None
     loguniform: list[float] | None = None
-    int_: list[int] | None = Field(default=None, alias="int")
+    int_: list[Int] | None = Field(default=None, alias="int")
     log: bool = False
 
     @model_validator(mode="before")
@@ -190,23 +213,26 @@ class MethodEntry(Strict):
 class TrainSettings(Strict):
     """Fixed ``mtl`` TrainConfig settings shared by every trial (unset = the dataset's paper default)."""
 
-    epochs: int = Field(ge=1)
+    epochs: Int = Field(ge=1)
     lr: float | None = Field(default=None, gt=0)
-    batch_size: int | None = Field(default=None, ge=1)
+    batch_size: Int | None = Field(default=None, ge=1)
     optimizer: str | None = None
     weight_decay: float | None = Field(default=None, ge=0)
     scheduler: str | None = None
     scheduler_kwargs: dict[str, Any] | None = None
     grad_mode: str = "exact"
     device: str = "auto"
-    max_steps_per_epoch: int | None = Field(default=None, ge=1)
+    max_steps_per_epoch: Int | None = Field(default=None, ge=1)
     architecture: str = "hps"
     model_kwargs: dict[str, Any] = Field(default_factory=dict)
     grad_diagnostics: bool = True
     reference: dict[str, dict[str, float]] | None = None
+    reference_table: str | None = None  # a table of mtl.data.references (None: the defaults)
 
     @model_validator(mode="after")
-    def _valid_for_mtl(self) -> TrainSettings:
+    def _valid_for_mtl(self, info: ValidationInfo) -> TrainSettings:
+        if not (info.context or {}).get("check_registry", True):
+            return self  # a saved study, validated in full when it was written: no torch needed to read it
         from mtl.config import TrainConfig
 
         try:
@@ -220,8 +246,8 @@ class SearchSettings(Strict):
     """How configurations are proposed. ``num_samples``: configurations per (dataset, method) group."""
 
     algorithm: Literal["optuna", "random", "grid"] = "optuna"
-    seed: int | None = 0
-    num_samples: int | None = Field(default=None, ge=1)
+    seed: Int | None = Field(default=0, ge=0, le=MAX_SEED)
+    num_samples: Int | None = Field(default=None, ge=1)
 
     @property
     def samples(self) -> int:
@@ -234,9 +260,9 @@ class SchedulerSettings(Strict):
     type: Literal["asha", "none"] = "asha"
     metric: Literal["val_delta_p"] = "val_delta_p"
     mode: Literal["max"] = "max"
-    grace_period: int = Field(default=1, ge=1)
+    grace_period: Int = Field(default=1, ge=1)
     reduction_factor: float = Field(default=3.0, gt=1)
-    max_t: int | None = Field(default=None, ge=1)
+    max_t: Int | None = Field(default=None, ge=1)
 
 
 class Resources(Strict):
@@ -244,7 +270,8 @@ class Resources(Strict):
 
     cpus_per_trial: float = Field(default=1.0, gt=0)
     gpus_per_trial: float = Field(default=0.0, ge=0)
-    max_concurrent_trials: int | None = Field(default=None, ge=1)
+    max_concurrent_trials: Int | None = Field(default=None, ge=1)  # the whole study (all groups at once)
+    max_concurrent_per_group: Int | None = Field(default=None, ge=1)  # each (dataset, method) group
 
     @model_validator(mode="after")
     def _whole_gpus_above_one(self) -> Resources:
@@ -259,8 +286,8 @@ class RaySettings(Strict):
     ``num_cpus``/``num_gpus``/``object_store_memory`` size a local Ray (ignored when joining)."""
 
     address: str | None = None
-    num_cpus: int | None = Field(default=None, ge=1)
-    num_gpus: int | None = Field(default=None, ge=0)
+    num_cpus: Int | None = Field(default=None, ge=1)
+    num_gpus: Int | None = Field(default=None, ge=0)
     object_store_memory: int | None = Field(default=None, ge=80 * 1024**2)
     env: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_WORKER_ENV))
 
@@ -306,6 +333,20 @@ class Group:
         return f"{self.dataset}/{self.method}"
 
 
+class LoggerEntry(Strict):
+    """An experiment logger (:mod:`study.loggers`): ``tensorboard`` or ``mlflow`` (with an optional
+    ``tracking_uri`` and ``experiment`` name)."""
+
+    name: Literal["tensorboard", "mlflow"]
+    tracking_uri: str | None = None
+    experiment: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
+
 class Study(Strict):
     """A whole study file (see the module docstring)."""
 
@@ -313,7 +354,7 @@ class Study(Strict):
     description: str = ""
     datasets: list[DatasetEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Int] = Field(default_factory=lambda: [0], min_length=1)
     space: Space = Field(default_factory=dict)
     train: TrainSettings
     search: SearchSettings = Field(default_factory=SearchSettings)
@@ -321,7 +362,8 @@ class Study(Strict):
     resources: Resources = Field(default_factory=Resources)
     storage: str = "results"
     ray: RaySettings = Field(default_factory=RaySettings)
-    max_failures: int = Field(default=2, ge=0)
+    max_failures: Int = Field(default=2, ge=0)
+    loggers: list[LoggerEntry] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> Study:
@@ -349,12 +391,35 @@ class Study(Strict):
             )
         if device == "cpu" and self.resources.gpus_per_trial > 0:
             problems.append("resources.gpus_per_trial: > 0 but train.device is 'cpu'; the GPU would sit idle")
+        problems += self._check_storage()
         problems += self._check_spaces()
+        if self.loggers:
+            from study.loggers import logger_problems
+
+            problems += logger_problems(self.loggers, self.storage)
         if check_registry:
             problems += self._check_registry()
+            problems += self._canonicalise_methods()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _check_storage(self) -> list[str]:
+        """``storage`` names a folder (created when missing) or a URI; a local path must not run into an
+        existing file, which would only fail once Ray has started."""
+        if not self.storage.strip():
+            return ["storage: empty; give a folder (created if missing) or a URI such as s3://bucket/prefix"]
+        if "://" in self.storage and not self.storage.startswith("file://"):
+            return []
+        from study.results import resolve_storage
+
+        _, root = resolve_storage(self.storage)
+        folder = Path(root) / self.name  # where this study's results go
+        for path in (folder, *folder.parents):
+            if path.exists() and not path.is_dir():
+                where = "" if path == Path(root) else f" (the study's folder is {folder})"
+                return [f"storage: '{path}' is a file, not a folder{where}; give a folder or a URI"]
+        return []
 
     def _spaces(self) -> list[tuple[str, str, Param]]:
         out = [(f"space.{name}", name, p) for name, p in self.space.items()]
@@ -393,17 +458,39 @@ class Study(Strict):
             )
         return problems
 
-    def _check_registry(self) -> list[str]:
-        from mtl.data import DATASETS
-        from mtl.methods import build_method, parse_method
+    def _canonicalise_methods(self) -> list[str]:
+        """Give every method its one canonical name (``mtl.methods.canonical_method_name``: ``db-mtl`` and
+        ``log+max_norm`` become ``db_mtl``), which the group, the Tune trials and the results partition
+        use; two spellings of one method are a duplicate, named both."""
+        from mtl.methods import canonical_method_name, parse_method
 
-        problems = []
-        for i, d in enumerate(self.datasets):
+        problems: list[str] = []
+        seen: dict[str, int] = {}
+        for i, m in enumerate(self.methods):
             try:
-                DATASETS.canonical(d.name)
-                DATASETS.check_kwargs(d.name, d.kwargs)
-            except ConfigError as exc:
-                problems.append(f"datasets[{i}]: {exc}")
+                canonical = canonical_method_name(m.name)
+            except ConfigError:  # reported by _check_registry
+                continue
+            first = seen.setdefault(canonical, i)
+            if first != i and self.methods[first].name != m.name:  # same spelling: reported above
+                spec = parse_method(m.name)
+                parts = spec.balancer + (f"+{spec.aggregator}" if spec.aggregator else "")
+                problems.append(
+                    f"methods[{i}].name: '{m.name}' is the same method as methods[{first}] "
+                    f"'{self.methods[first].name}' (both are '{canonical}' = {parts}); list it once"
+                )
+        if not problems:
+            for m in self.methods:
+                try:
+                    m.name = canonical_method_name(m.name)
+                except ConfigError:
+                    continue
+        return problems
+
+    def _check_registry(self) -> list[str]:
+        from mtl.methods import build_method, method_parameters, parse_method
+
+        problems = self._check_datasets_and_models()
         base = self.train.model_dump()
         for i, m in enumerate(self.methods):
             try:
@@ -414,8 +501,15 @@ class Study(Strict):
             space = self.group_space(m)
             method_hps = {k: p for k, p in space.items() if destination(k)[0] == "method_kwargs"}
             probes: list[tuple[str, dict[str, Any]]] = [(f"methods[{i}].kwargs", {})]
+            method_args = sorted(method_parameters(m.name))
             for name, p in method_hps.items():
                 where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
+                if name in RESERVED_HPARAMS:  # reported by _check_spaces
+                    continue
+                if name not in method_args and not name.startswith(("balancer.", "aggregator.")):
+                    if not any(x.startswith(f"{where}: unknown hyperparameter") for x in problems):
+                        problems.append(f"{where}: {self._unknown_hparam(name, m.name, method_args)}")
+                    continue
                 probes += [(where, {name: v}) for v in p.probe_values()]
             failed: set[str] = set()
             for where, override in probes:
@@ -434,13 +528,76 @@ class Study(Strict):
                 where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
                 if field in TRAIN_HPARAMS:
                     problems += self._probe_train(where, base, name, p)
-                elif field == "dataset_kwargs":
-                    for d in self.datasets:
-                        try:
-                            DATASETS.check_kwargs(d.name, {key: p.probe_values()[0]})
-                        except ConfigError as exc:
-                            problems.append(f"{where}: {exc}")
+                if field in ("dataset_kwargs", "model_kwargs", "architecture"):
+                    problems += self._probe_dataset(where, field, key, p)
         return sorted(set(problems), key=problems.index)
+
+    def _unknown_hparam(self, name: str, method: str, method_args: list[str]) -> str:
+        """Why a searched name is nothing: it is not a training setting, has no ``model.``/``dataset.``/
+        ``scheduler.`` prefix and is not an argument of the method; the closest of all of them is offered."""
+        from mtl.data import DATASETS
+
+        prefixed = [
+            f"{prefix}{arg}"
+            for d in self.datasets
+            if d.name in DATASETS
+            for prefix, args in (
+                ("model.", DATASETS.factory(d.name).model_arguments),
+                ("dataset.", DATASETS.parameters(d.name)),
+            )
+            for arg in args
+        ]
+        candidates = [*TRAIN_HPARAMS, *method_args, *prefixed]
+        return (
+            f"unknown hyperparameter '{name}' for method '{method}'{_suggest(name, candidates)}; valid: "
+            f"{', '.join(method_args) or 'none'} (arguments of '{method}'), a training setting "
+            f"({', '.join(TRAIN_HPARAMS)}), or model.<arg>, dataset.<arg>, scheduler.<arg>"
+        )
+
+    def _check_datasets_and_models(self) -> list[str]:
+        """Each dataset's name and fixed arguments, and the fixed architecture and model arguments for it
+        (names, types, ranges), without loading any data or building a model."""
+        from mtl.data import check_dataset, check_model
+
+        problems = []
+        for i, d in enumerate(self.datasets):
+            try:
+                check_dataset(d.name, d.kwargs)
+            except ConfigError as exc:
+                problems.append(f"datasets[{i}]: {exc}")
+                continue
+            for where, kwargs in (
+                ("train.architecture", {}),
+                ("train.model_kwargs", self.train.model_kwargs),
+            ):
+                try:
+                    check_model(d.name, self.train.architecture, kwargs)
+                except ConfigError as exc:
+                    problems.append(f"{where}: {exc}")
+                    break
+        return problems
+
+    def _probe_dataset(self, where: str, field: str, key: str | None, p: Param) -> list[str]:
+        """A searched dataset argument, model argument or architecture, every probe value against every
+        dataset of the study."""
+        from mtl.data import DATASETS, check_dataset, check_model
+
+        for d in self.datasets:
+            if d.name not in DATASETS:
+                continue
+            for value in p.probe_values():
+                try:
+                    if field == "dataset_kwargs":
+                        check_dataset(d.name, {**d.kwargs, str(key): value})
+                    elif field == "model_kwargs":
+                        check_model(
+                            d.name, self.train.architecture, {**self.train.model_kwargs, str(key): value}
+                        )
+                    else:
+                        check_model(d.name, str(value), {})
+                except ConfigError as exc:
+                    return [f"{where}: {exc}"]
+        return []
 
     @staticmethod
     def _probe_train(where: str, base: dict[str, Any], name: str, p: Param) -> list[str]:
@@ -560,6 +717,31 @@ def validate_study(
         raise StudyError(source, format_errors(exc)) from None
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A :class:`yaml.SafeLoader` that rejects a key written twice in one mapping (PyYAML keeps the last one
+    silently: a second ``train:`` block would replace the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = key in first_line
+            except TypeError:  # an unhashable key: the base class reports it
+                continue
+            if seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key '{key}' (first given on line {first_line[key] + 1})",
+                    key_node.start_mark,
+                )
+            first_line[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_study(
     path: str | Path,
     *,
@@ -570,9 +752,14 @@ def load_study(
     """Read and validate a study YAML file. ``name`` defaults to the file name without its extension."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StudyError(f"file '{path}'", [f"cannot read it: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise StudyError(
+            f"file '{path}'",
+            [f"not a text (UTF-8) file: byte {exc.object[exc.start]:#04x} at offset {exc.start}"],
+        ) from None
     return parse_study(
         text,
         source=f"file '{path}'",
@@ -594,7 +781,7 @@ def parse_study(
 ) -> Study:
     """Validate a study given as YAML text."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
@@ -610,6 +797,7 @@ __all__ = [
     "KWARG_PREFIXES",
     "DatasetEntry",
     "Group",
+    "LoggerEntry",
     "MTLError",
     "MethodEntry",
     "Param",

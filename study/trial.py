@@ -59,8 +59,9 @@ TRIAL_INDEX = "__trial_index__"
 STATE_DIR = "state"
 POINTER_FILE = "state.json"
 REPORTED = ("val_delta_p", "test_delta_p", "val_delta_m", "test_delta_m", "time_epoch", "lr")
+LOGGED_PREFIXES = ("val/", "test/", "train_loss/")  # per-task columns also reported to Tune
 # record fields that are NaN by design when not measured
-_MAY_BE_NAN = ("grad_norm/", "grad_cos")
+_MAY_BE_NAN = ("grad_norm/", "grad_cos", "probe_time/")  # NaN unless measured
 
 
 class NonFiniteMetricError(FloatingPointError):
@@ -109,6 +110,42 @@ def build_train_config(settings: TrialSettings, hparams: Mapping[str, Any], seed
         "method_kwargs": dict(settings.method_kwargs),
     }
     return apply_hparams(base, hparams)
+
+
+def flat_directions(higher_is_better: Mapping[str, Mapping[str, bool]]) -> dict[str, bool]:
+    """``task -> metric -> flag`` (``mtl.data``'s shape) as ``{"<task>/<metric>": flag}`` (the rows')."""
+    return {
+        f"{task}/{metric}": bool(flag)
+        for task, metrics in higher_is_better.items()
+        for metric, flag in metrics.items()
+    }
+
+
+def trial_info(
+    settings: TrialSettings,
+    trial_id: str,
+    seed: int,
+    hparams: Mapping[str, Any],
+    higher_is_better: Mapping[str, Mapping[str, bool]] | None = None,
+) -> TrialInfo:
+    """A trial's row identity: the group's method (canonical since validation, :mod:`study.schema`) with
+    its balancer and aggregator (``mtl.methods.parse_method``) and, once the dataset is built, each
+    metric's direction (``higher_is_better`` as ``mtl.data`` declares it, ``task -> metric -> flag``)."""
+    from mtl.methods import parse_method
+
+    spec = parse_method(settings.method)
+    return TrialInfo(
+        settings.study,
+        settings.dataset,
+        settings.method,
+        trial_id,
+        seed,
+        dict(hparams),
+        settings.hp_types,
+        balancer=spec.balancer,
+        aggregator=spec.aggregator,
+        directions=flat_directions(higher_is_better or {}),
+    )
 
 
 def nonfinite_fields(record: Mapping[str, Any]) -> list[str]:
@@ -323,7 +360,6 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     trial_id = ctx.get_trial_id()
     seed = trial_seed(config, s.seeds)
     hparams = {name: config[name] for name in s.hp_names if name in config}
-    info = TrialInfo(s.study, s.dataset, s.method, trial_id, seed, hparams, s.hp_types)
     writer = ResultsWriter(s.storage, s.study)
     host, node_id = socket.gethostname(), _node_id()
     faults = _faults()
@@ -341,6 +377,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
 
     config_dict = build_train_config(s, hparams, seed)
     trainer = Trainer(TrainConfig.from_dict(config_dict))
+    info = trial_info(s, trial_id, seed, hparams, trainer.higher_is_better)
     device = _device_name(trainer.device)
     store = StateStore(s.storage, s.study, s.dataset, s.method, trial_id)
     if down:
@@ -391,6 +428,8 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     def report(record: Mapping[str, Any], state_path: str) -> None:
         epoch = int(record["epoch"])
         metrics = {key: record[key] for key in REPORTED if key in record}
+        # per-task metrics too, for the study's loggers (TensorBoard, MLflow: study.loggers)
+        metrics.update({k: v for k, v in record.items() if k.startswith(LOGGED_PREFIXES)})
         metrics.update(
             epoch=epoch,
             epochs_done=trainer.epoch,

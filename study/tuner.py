@@ -1,46 +1,60 @@
-"""Building (or restoring) the Ray Tune experiment of one (dataset, method) group.
+"""Building (or restoring) the one Ray Tune experiment of a whole study.
 
-* search: ``optuna`` -> :class:`OptunaSearch` (TPE, seeded, a unique Optuna study name per study and
-  group), wrapped in a Repeater when there are several seeds (each configuration runs once per seed,
-  Optuna sees their mean); ``random`` -> :class:`BasicVariantGenerator` (seeded) with the seed as a grid
-  dimension; ``grid`` -> the same with every ``choice`` as a grid. A group with nothing to search runs
-  each seed once. ``resources.max_concurrent_trials`` caps concurrency (a ConcurrencyLimiter for searchers).
-* scheduler: ASHA on ``val_delta_p`` (mode max), time in epochs (``epochs_done``), or FIFO.
-* run config: experiment ``<storage>/<study>/tune/<group>``, ``FailureConfig(max_failures)``, every
-  checkpoint kept (tiny pointers to the trial's own saved state, :class:`study.trial.StateStore`), the
-  study callback (progress lines, final ``trials/`` statuses, orphan rows).
+A study is one pool: the trials of all its (dataset, method) groups run concurrently in one experiment,
+``<storage>/<study>/tune/study``, packed onto the cluster by Ray (CPUs and fractional GPUs).
+
+* search: :class:`study.searcher.StudySearcher` dispatches each new trial to one group's own search (Optuna
+  TPE with every configuration repeated once per seed, random, grid, or the seeds alone when nothing is
+  searched) and tags its config with the group (:data:`GROUP_KEY`). ``resources.max_concurrent_trials`` caps
+  the whole study and ``resources.max_concurrent_per_group`` each group, whatever the search.
+* scheduler: :class:`study.scheduler.StudyScheduler` keeps one ASHA (on ``val_delta_p``, mode max, time in
+  epochs ``epochs_done``) or FIFO per group, so ASHA compares only trials of the same dataset and method.
+* trainable: ``run_trial`` with the settings of every group attached (``tune.with_parameters``); each trial
+  picks its group's by the config's group key.
+* run config: ``FailureConfig(max_failures)``, every checkpoint kept (tiny pointers to the trial's own saved
+  state, :class:`study.trial.StateStore`), the study callback (live progress table, final ``trials/``
+  statuses, orphan rows, state pruning), Ray's own console output off (``study`` prints its own).
 """
 
 from __future__ import annotations
 
 import json
-import math
+import logging
+import os
 import sys
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-from ray.tune.search import BasicVariantGenerator, Repeater
 
+from study.compact import compact_ended_trial
+from study.layout import EXPERIMENT, experiment_path, tune_root
+from study.loggers import logger_callbacks
+from study.progress import ProgressPrinter, StudyProgress, fmt_delta
 from study.results import ResultsWriter, TrialInfo, storage_uri
+from study.scheduler import StudyScheduler
 from study.schema import Group, Study
-from study.space import to_optuna, to_tune
+from study.searcher import GROUP_KEY, GroupSearch, StudySearcher
 from study.trial import StateStore, TrialSettings, run_trial, trial_seed
 
 METRIC = "val_delta_p"
 MODE = "max"
 TIME_ATTR = "epochs_done"
+PROGRESS_ENV = "MTL_STUDY_PROGRESS"  # "epochs": also one line per trial and epoch (default: the table only)
+# Ray's own console output is replaced by the study's: no boxed tables, no TensorBoard hint (public Ray
+# Tune switch; its legacy reporter prints nothing at verbose=0)
+RAY_QUIET_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
 
 
-def tune_root(study: Study) -> str:
-    """Where Ray Tune keeps the study's experiments (one per group)."""
-    return f"{storage_uri(study.storage).rstrip('/')}/{study.name}/tune"
-
-
-def experiment_path(study: Study, group: Group) -> str:
-    return f"{tune_root(study)}/{group.name}"
+def quiet_ray() -> None:
+    """Silence Ray Tune's console output that ``study`` replaces (set before Tune runs)."""
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    # its "Resume experiment with: Tuner.restore(...)" hint contradicts `study resume`; the result grid
+    # it builds at the end (unused: results are in Parquet) warns about trials that never reported
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 def trial_settings(study: Study, group: Group) -> TrialSettings:
@@ -60,176 +74,212 @@ def trial_settings(study: Study, group: Group) -> TrialSettings:
     )
 
 
-def make_trainable(study: Study, group: Group) -> Any:
-    """``run_trial`` with the group's settings and per-trial resources attached."""
-    trainable = tune.with_parameters(run_trial, settings=trial_settings(study, group).to_dict())
+def run_study_trial(config: dict[str, Any], groups: dict[str, dict[str, Any]]) -> None:
+    """The trainable: ``run_trial`` with the settings of the trial's group."""
+    run_trial(config, groups[config[GROUP_KEY]])
+
+
+def make_trainable(study: Study) -> Any:
+    """``run_study_trial`` with every group's settings and the per-trial resources attached."""
+    settings = {g.name: trial_settings(study, g).to_dict() for g in study.groups()}
+    trainable = tune.with_parameters(run_study_trial, groups=settings)
     resources = {"cpu": study.resources.cpus_per_trial, "gpu": study.resources.gpus_per_trial}
     return tune.with_resources(trainable, resources)
 
 
-class SeedRepeater(Repeater):
-    """Tune's Repeater, except that a group whose repeats all failed reaches the searcher as a *failed*
-    trial (not as a NaN score, which Optuna cannot digest), and NaN scores are ignored in the mean."""
-
-    def on_trial_complete(self, trial_id: str, result: dict | None = None, **kwargs: Any) -> None:
-        group = self._trial_id_to_group.get(trial_id)
-        if group is None:
-            return
-        score = (result or {}).get(self.searcher.metric)
-        finite = score is not None and math.isfinite(score)
-        group.report(trial_id, float(score) if finite else np.nan)
-        if group.finished_reporting():
-            scores = [s for s in group.scores() if s is not None and math.isfinite(s)]
-            if scores:
-                self.searcher.on_trial_complete(
-                    group.primary_trial_id, result={self.searcher.metric: float(np.mean(scores))}
-                )
-            else:
-                self.searcher.on_trial_complete(group.primary_trial_id, result=None, error=True)
-
-
-def _search(study: Study, group: Group) -> tuple[Any, dict[str, Any] | None, int]:
-    """(search algorithm, param_space, num_samples) of a group."""
-    seeds = list(study.seeds)
-    algorithm = study.search.algorithm
-    samples = study.search.samples
-    if not group.space:
-        return BasicVariantGenerator(), {"seed": tune.grid_search(seeds)}, 1
-    if algorithm == "optuna":
-        from ray.tune.search.optuna import OptunaSearch
-
-        space = {name: to_optuna(p) for name, p in sorted(group.space.items())}
-        searcher = OptunaSearch(
-            space=space,
-            metric=METRIC,
-            mode=MODE,
-            seed=study.search.seed,
-            study_name=f"{study.name}.{group.name}",  # DESIGN §7: unique per study
+def make_searcher(study: Study) -> StudySearcher:
+    """One search per group behind one dispatching Tune searcher (checks the search settings too, before
+    anything starts: a bad seed fails here)."""
+    groups = {
+        g.name: GroupSearch(
+            g.name,
+            g.space,
+            study.seeds,
+            study.search.algorithm,
+            study.search.samples,
+            study.search.seed,
+            study_name=f"{study.name}.{g.name}",  # DESIGN §7: unique per study
         )
-        if len(seeds) > 1:
-            return SeedRepeater(searcher, repeat=len(seeds), set_index=True), None, samples * len(seeds)
-        return searcher, None, samples
-    as_grid = algorithm == "grid"
-    param_space: dict[str, Any] = {
-        name: to_tune(p, as_grid=as_grid) for name, p in sorted(group.space.items())
+        for g in study.groups()
     }
-    param_space["seed"] = tune.grid_search(seeds)
-    return BasicVariantGenerator(random_state=study.search.seed), param_space, samples
-
-
-def _scheduler(study: Study) -> Any:
-    sched = study.scheduler
-    if sched.type == "none":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr=TIME_ATTR,
-        metric=METRIC,
-        mode=MODE,
-        max_t=study.max_t,
-        grace_period=sched.grace_period,
-        reduction_factor=sched.reduction_factor,
+    return StudySearcher(
+        groups,
+        METRIC,
+        MODE,
+        max_concurrent=study.resources.max_concurrent_trials,
+        max_per_group=study.resources.max_concurrent_per_group,
     )
 
 
-def build_tuner(study: Study, group: Group, printer: Callable[[str], None] | None = None) -> tune.Tuner:
-    """A fresh Tuner for ``group``."""
-    search_alg, param_space, num_samples = _search(study, group)
+def make_scheduler(study: Study) -> StudyScheduler:
+    sched = study.scheduler
+
+    def make(_group: str) -> Any:
+        if sched.type == "none":
+            return FIFOScheduler()
+        return ASHAScheduler(
+            time_attr=TIME_ATTR,
+            metric=METRIC,
+            mode=MODE,
+            max_t=study.max_t,
+            grace_period=sched.grace_period,
+            reduction_factor=sched.reduction_factor,
+        )
+
+    return StudyScheduler(make, [g.name for g in study.groups()])
+
+
+def _pending_limit(searcher: StudySearcher) -> None:
+    """Tune gives a custom searcher one pending trial at a time unless told otherwise (its public
+    ``TUNE_MAX_PENDING_TRIALS_PG``): let the pool fill at once, up to the study's cap."""
+    cap = min(searcher.total, searcher.max_concurrent or searcher.total, 256)
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(max(1, cap)))
+
+
+def build_tuner(study: Study, searcher: StudySearcher | None = None) -> tune.Tuner:
+    """A fresh Tuner for the whole study."""
+    quiet_ray()
+    searcher = searcher or make_searcher(study)
+    _pending_limit(searcher)
     tune_config = tune.TuneConfig(
-        search_alg=search_alg,
-        scheduler=_scheduler(study),
-        num_samples=num_samples,
-        max_concurrent_trials=study.resources.max_concurrent_trials,
+        search_alg=searcher,
+        scheduler=make_scheduler(study),
+        num_samples=searcher.total,
         reuse_actors=True,
     )
     run_config = tune.RunConfig(
-        name=group.name,
+        name=EXPERIMENT,
         storage_path=tune_root(study),
         failure_config=tune.FailureConfig(max_failures=study.max_failures),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # tiny pointers; see trial.StateStore
         callbacks=[
-            StudyCallback(
-                study.name,
-                storage_uri(study.storage),
-                group,
-                study.hp_types(),
-                study.train.epochs,
-                list(study.seeds),
-            )
+            StudyCallback(study, {name: g.total for name, g in searcher.groups.items()}),
+            *logger_callbacks(study),
         ],
         verbose=0,
     )
-    return tune.Tuner(
-        make_trainable(study, group), param_space=param_space, tune_config=tune_config, run_config=run_config
-    )
+    return tune.Tuner(make_trainable(study), tune_config=tune_config, run_config=run_config)
 
 
-def restore_tuner(study: Study, group: Group, retry_errored: bool = False) -> tune.Tuner:
-    """The group's Tuner restored from its experiment folder: unfinished trials resume from their last
-    checkpoint; errored trials too with ``retry_errored``."""
+def restore_tuner(study: Study, retry_errored: bool = False) -> tune.Tuner:
+    """The study's Tuner restored from its experiment folder: every group's search continues where it was,
+    unfinished trials resume from their last checkpoint; errored trials too with ``retry_errored``."""
+    quiet_ray()
+    _pending_limit(make_searcher(study))
     return tune.Tuner.restore(
-        experiment_path(study, group),
-        trainable=make_trainable(study, group),
+        experiment_path(study),
+        trainable=make_trainable(study),
         resume_unfinished=True,
         resume_errored=retry_errored,
     )
 
 
 # -- the driver-side callback -------------------------------------------------------------------------------
-def _fmt(x: Any) -> str:
-    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:+.2f}%"
-
-
 def _short(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 class StudyCallback(tune.Callback):
-    """Prints a line per epoch and per finished trial, writes each trial's final status to ``trials/``,
-    and at the end of the experiment deletes orphan rows (trials an interrupted run started but whose
-    Tune state was never saved, so they will never finish)."""
+    """Keeps the live progress table of the whole study (:mod:`study.progress`), prints a line per finished
+    trial, writes each trial's final status to ``trials/``, prunes a finished trial's saved states to the
+    last one, and at the end of the experiment deletes orphan rows (trials an interrupted run started but
+    whose Tune state was never saved, so they will never finish). A trial's group comes from its config."""
 
-    def __init__(
-        self, study: str, storage: str, group: Group, hp_types: dict[str, str], epochs: int, seeds: list[int]
-    ) -> None:
-        self.seeds = list(seeds)
+    def __init__(self, study: Study, totals: dict[str, int]) -> None:
         self.study = study
-        self.storage = storage
-        self.group = group
-        self.hp_types = hp_types
-        self.epochs = epochs
+        self.totals = dict(totals)
+        self.groups = {g.name: g for g in study.groups()}
+        self.storage = storage_uri(study.storage)
+        self._printer: ProgressPrinter | None = None
+        self._seen: set[str] = set()
 
-    def _print(self, text: str) -> None:
-        print(f"[{self.group.label}] {text}", file=sys.stdout, flush=True)
+    def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: no stream, no live state
+        return {**self.__dict__, "_printer": None, "_seen": set()}
 
-    def _writer(self) -> ResultsWriter:
-        return ResultsWriter(self.storage, self.study)
+    # -- progress --------------------------------------------------------------------------------------
+    @property
+    def printer(self) -> ProgressPrinter:
+        if self._printer is None:
+            totals = {self.groups[name].label: n for name, n in self.totals.items()}
+            self._printer = ProgressPrinter(StudyProgress(totals, self.study.train.epochs), sys.stdout)
+        return self._printer
 
-    def _hparams(self, trial: Any) -> dict[str, Any]:
-        return {k: v for k, v in trial.config.items() if k in self.group.space}
+    def _label(self, trial: Any) -> str:
+        return self._group(trial).label
+
+    def _group(self, trial: Any) -> Group:
+        return self.groups[trial.config[GROUP_KEY]]
+
+    def _line(self, trial: Any, text: str) -> None:
+        self.printer.line(f"[{self._label(trial)}] {trial.trial_id} {text}")
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        progress = self.printer.progress
+        for trial in trials:  # trials of an earlier run (restored) and trials not seen yet
+            if trial.trial_id in self._seen or GROUP_KEY not in trial.config:
+                continue
+            self._seen.add(trial.trial_id)
+            result = trial.last_result or {}
+            done = int(result.get(TIME_ATTR) or 0)
+            if trial.status == "TERMINATED":
+                progress.ended(
+                    self._label(trial), trial.trial_id, "done", done, result.get("best_val_delta_p")
+                )
+            elif trial.status == "ERROR":
+                progress.ended(self._label(trial), trial.trial_id, "failed")
+        self.printer.draw()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._seen.add(trial.trial_id)
+        done = int((trial.last_result or {}).get(TIME_ATTR) or 0)
+        self.printer.progress.started(self._label(trial), trial.trial_id, done)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        hp = " ".join(f"{k}={_short(v)}" for k, v in self._hparams(trial).items())
-        self._print(
-            f"{trial.trial_id} seed {result.get('seed')} epoch {result.get('epochs_done')}/{self.epochs}  "
-            f"val Δp {_fmt(result.get('val_delta_p'))} (best {_fmt(result.get('best_val_delta_p'))})  "
-            f"test Δp {_fmt(result.get('test_delta_p'))}  {result.get('time_epoch', 0):.1f}s  {hp}".rstrip()
-        )
+        done = int(result.get(TIME_ATTR) or 0)
+        self.printer.progress.result(self._label(trial), trial.trial_id, done, result.get("best_val_delta_p"))
+        if os.environ.get(PROGRESS_ENV) == "epochs":
+            hp = " ".join(f"{k}={_short(v)}" for k, v in self._hparams(trial).items())
+            self._line(
+                trial,
+                f"seed {result.get('seed')} epoch {done}/{self.study.train.epochs}  "
+                f"val Δp {fmt_delta(result.get('val_delta_p'), nan='nan')} "
+                f"(best {fmt_delta(result.get('best_val_delta_p'), nan='nan')})  "
+                f"test Δp {fmt_delta(result.get('test_delta_p'), nan='nan')}  "
+                f"{result.get('time_epoch', 0):.1f}s  {hp}".rstrip(),
+            )
+
+    # -- final statuses --------------------------------------------------------------------------------
+    def _writer(self) -> ResultsWriter:
+        return ResultsWriter(self.storage, self.study.name)
+
+    def _hparams(self, trial: Any) -> dict[str, Any]:
+        space = self._group(trial).space
+        return {k: v for k, v in trial.config.items() if k in space}
 
     def _finalize(self, trial: Any, failed: bool, error: str | None = None) -> None:
+        group = self._group(trial)
         writer = self._writer()
-        row = writer.read_trial_row(self.group.dataset, self.group.method, trial.trial_id)
+        row = writer.read_trial_row(group.dataset, group.method, trial.trial_id)
         if row is None:  # it failed before writing anything (e.g. a bad model argument)
-            info = TrialInfo(
-                self.study,
-                self.group.dataset,
-                self.group.method,
+            from mtl.methods import parse_method
+
+            spec = parse_method(group.method)  # canonical since validation
+            info = TrialInfo(  # no metric was measured: no directions to store
+                self.study.name,
+                group.dataset,
+                group.method,
                 trial.trial_id,
-                trial_seed(trial.config, self.seeds),
+                trial_seed(trial.config, list(self.study.seeds)),
                 self._hparams(trial),
-                self.hp_types,
+                self.study.hp_types(),
+                balancer=spec.balancer,
+                aggregator=spec.aggregator,
             )
             writer.write_trial(
-                info, status="failed" if failed else "stopped", error=error, max_epochs=self.epochs
+                info,
+                status="failed" if failed else "stopped",
+                error=error,
+                max_epochs=self.study.train.epochs,
             )
             return
         status = row["status"]
@@ -239,24 +289,24 @@ class StudyCallback(tune.Callback):
         elif status in ("running", "failed"):
             status = (
                 "completed"
-                if (row.get("epochs_done") or 0) >= (row.get("max_epochs") or self.epochs)
+                if (row.get("epochs_done") or 0) >= (row.get("max_epochs") or self.study.train.epochs)
                 else "stopped"
             )
             row["error"] = None
         if status == row["status"] and (not failed or row.get("error")):
             return
-        self._rewrite(writer, row, status)
+        self._rewrite(writer, group, row, status)
 
-    def _rewrite(self, writer: ResultsWriter, row: dict[str, Any], status: str) -> None:
+    def _rewrite(self, writer: ResultsWriter, group: Group, row: dict[str, Any], status: str) -> None:
         hparams = {k.removeprefix("hp/"): v for k, v in row.items() if k.startswith("hp/") and v is not None}
         info = TrialInfo(
-            self.study,
-            self.group.dataset,
-            self.group.method,
+            self.study.name,
+            group.dataset,
+            group.method,
             row["trial_id"],
             int(row["seed"]),
             hparams,
-            self.hp_types,
+            self.study.hp_types(),
         )
         fixed = {
             "schema_version",
@@ -293,44 +343,79 @@ class StudyCallback(tune.Callback):
             train_config=json.loads(row["train_config"]) if row.get("train_config") else None,
         )
 
+    def _compact(self, trial: Any) -> None:
+        """Fold the ended trial's epoch rows into one file (:func:`study.results.compact_trial`)."""
+        group = self._group(trial)
+        problem = compact_ended_trial(
+            self.storage, self.study.name, group.dataset, group.method, trial.trial_id
+        )
+        if problem:
+            self._line(trial, problem)
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        group = self._group(trial)
         self._finalize(trial, failed=False)
+        self._compact(trial)
         # a finished trial keeps only its final state (the model at its last epoch)
-        StateStore(self.storage, self.study, self.group.dataset, self.group.method, trial.trial_id).prune(1)
+        StateStore(self.storage, self.study.name, group.dataset, group.method, trial.trial_id).prune(1)
         result = trial.last_result or {}
-        done = result.get("epochs_done", 0)
-        how = "completed" if done >= self.epochs else "stopped early by the scheduler"
-        self._print(
-            f"{trial.trial_id} {how} after {done} epochs; best val Δp {_fmt(result.get('best_val_delta_p'))}"
+        done = int(result.get(TIME_ATTR) or 0)
+        best = result.get("best_val_delta_p")
+        self.printer.progress.ended(group.label, trial.trial_id, "done", done, best)
+        how = "completed" if done >= self.study.train.epochs else "stopped early by ASHA"
+        self._line(
+            trial,
+            f"seed {result.get('seed')} {how} at epoch {done}/{self.study.train.epochs}; "
+            f"best val Δp {fmt_delta(best, nan='nan')}",
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         error = _error_text(trial)
         self._finalize(trial, failed=True, error=error)
-        self._print(f"{trial.trial_id} FAILED: {error}")
+        self._compact(trial)
+        self.printer.progress.ended(self._label(trial), trial.trial_id, "failed")
+        self._line(trial, f"FAILED: {error}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._print(f"{trial.trial_id} crashed; retrying from its last checkpoint: {_error_text(trial)}")
+        self._line(trial, f"crashed; retrying from its last checkpoint: {_error_text(trial)}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         writer = self._writer()
         known = {t.trial_id for t in trials}
-        for orphan in sorted(writer.trial_ids(self.group.dataset, self.group.method) - known):
-            writer.delete_trial(self.group.dataset, self.group.method, orphan)
-            StateStore(self.storage, self.study, self.group.dataset, self.group.method, orphan).clear()
-            self._print(
-                f"removed rows of orphan trial {orphan} "
-                "(started by an interrupted run, never recorded by Tune)"
-            )
+        for group in self.groups.values():
+            for orphan in sorted(writer.trial_ids(group.dataset, group.method) - known):
+                writer.delete_trial(group.dataset, group.method, orphan)
+                StateStore(self.storage, self.study.name, group.dataset, group.method, orphan).clear()
+                self.printer.line(
+                    f"[{group.label}] removed rows of orphan trial {orphan} "
+                    "(started by an interrupted run, never recorded by Tune)"
+                )
+        self.printer.close()
+
+
+def _last_failure(text: str) -> str:
+    """The last failure of a Tune error file (it appends one block per failure)."""
+    blocks = text.split("Failure # ")
+    if len(blocks) == 1:
+        return text
+    return blocks[-1].split("\n", 1)[1] if "\n" in blocks[-1] else ""  # without its "N (occurred at ...)"
 
 
 def _error_text(trial: Any) -> str:
-    """The last line of a trial's error (the exception message), best effort."""
+    """The trial's error message (the exception's last line, e.g. ``mtl.errors.ConfigError: unknown model
+    argument(s) ...``), read from the error file Tune writes locally when the trial fails (the copy in
+    the experiment's storage may not be there yet), else from storage; a reason is given even when Ray
+    has no message (the trial's process was killed)."""
+    text = ""
     try:
-        error = trial.get_error()
-    except Exception:  # pragma: no cover - depends on Ray internals
-        error = None
-    text = str(error) if error is not None else ""
+        local = trial.error_file
+        if local and Path(local).is_file():
+            text = _last_failure(Path(local).read_text(errors="replace"))
+        if not text.strip():
+            error = trial.get_error()
+            text = _last_failure(str(error)) if error is not None else ""
+    except Exception:  # pragma: no cover - best effort, a reason is always given below
+        text = text or ""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     for line in reversed(lines):
         if "Error" in line or "Exception" in line or "Fault" in line:

@@ -3,7 +3,8 @@
 :data:`CASES` is the table: an id, what is wrong, where it is caught (``study check`` = schema validation,
 which ``study run`` also does before starting Ray; ``Ray start`` = the cluster check ``study run`` does right
 after connecting, before any trial; ``dataset`` / ``method`` construction = what a trial does before its
-first step), the expected error type and a fragment of its message. ``docs/bad_inputs.md`` is rendered from
+first step; ``mtl train`` = that command, before it builds the dataset), the expected error type and a
+fragment of its message. ``docs/bad_inputs.md`` is rendered from
 it (with the actual messages)::
 
     python -m tests.test_bad_inputs > docs/bad_inputs.md
@@ -25,7 +26,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mtl.errors import ConfigError, DatasetError
+from mtl.errors import ConfigError, DatasetError, MTLError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
 TASKS = ["t0", "t1", "t2"]
@@ -99,6 +100,33 @@ def study_file(edit: Callable[[dict[str, Any]], Any] | str) -> Callable[[Path], 
         return load_study(path)
 
     return run
+
+
+def study_bytes(data: bytes) -> Callable[[Path], Any]:
+    """A case whose study file holds ``data`` (e.g. not text at all), loaded like ``study check`` does."""
+
+    def run(tmp: Path) -> Any:
+        from study.schema import load_study
+
+        path = tmp / "bad.yaml"
+        path.write_bytes(data)
+        return load_study(path)
+
+    return run
+
+
+def storage_on_a_file(tmp: Path) -> Any:
+    """``storage:`` naming an existing regular file (the results would have to go inside it)."""
+    (tmp / "results.txt").write_text("not a folder\n")
+    return study_file(_set("storage", str(tmp / "results.txt")))(tmp)
+
+
+def train_out_under_a_file(tmp: Path) -> Any:
+    """``mtl train --out`` below an existing regular file: refused before the dataset is built."""
+    from mtl.cli import _open_out
+
+    (tmp / "file").write_text("")
+    return _open_out(str(tmp / "file" / "records.jsonl"))
 
 
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -219,8 +247,7 @@ def qm9_cache(corrupt: Callable[[Path], Any], through_dataset: bool = False) -> 
 
         src = _qm9_source(tmp / "src", 40)
         kw = {"source": str(src), "cache_dir": str(tmp / "cache"), "progress": False}
-        build_dataset("qm9", subset=26, **kw)
-        path = tmp / "cache" / f"qm9-v{qm9.CACHE_VERSION}.pt"
+        path = build_dataset("qm9", subset=26, **kw).cache_path
         corrupt(path)
         if through_dataset:
             rebuilt = build_dataset("qm9", subset=26, **kw)
@@ -294,6 +321,20 @@ CASES: list[Case] = [
     Case("bad-ray-address", "`ray.address: http://head`", S,
          study_file(_set("ray", {"address": "http://head"})), _study_error,
          "address must be null (local Ray)"),
+    Case("binary-file", "a binary file (a gzip header) as the study YAML", S,
+         study_bytes(b"\x1f\x8b\x08\x00\xff\xfe" + bytes(range(200, 256))), _study_error,
+         "not a text (UTF-8) file"),
+    Case("duplicate-key", "a second `train:` block in the same file", S,
+         study_file(yaml.safe_dump(BASE_STUDY, sort_keys=False) + "train: {epochs: 9}\n"), _study_error,
+         "duplicate key 'train' (first given on line"),
+    Case("bool-seed", "`seeds: [true]`", S, study_file(_set("seeds", [True])), _study_error,
+         "seeds[0]: Input should be a valid integer, not a boolean"),
+    Case("negative-search-seed", "`search.seed: -1`", S, study_file(_set("search.seed", -1)), _study_error,
+         "search.seed: Input should be greater than or equal to 0"),
+    Case("empty-storage", "`storage: \"\"`", S, study_file(_set("storage", "")), _study_error,
+         "storage: empty"),
+    Case("storage-is-a-file", "`storage:` names an existing regular file", S, storage_on_a_file, _study_error,
+         "is a file, not a folder"),
     # methods in study files
     Case("unknown-method", "`methods: [db_mtll]`", S, study_file(_set("methods", ["db_mtll"])),
          _study_error, "methods[0].name: unknown method 'db_mtll'"),
@@ -301,6 +342,9 @@ CASES: list[Case] = [
          _study_error, "unknown aggregator 'pcgradd'"),
     Case("no-methods", "`methods: []`", S, study_file(_set("methods", [])), _study_error,
          "methods: List should have at least 1 item"),
+    Case("duplicate-method-spelling", "`methods: [db_mtl, db-mtl]` (one method, two spellings)", S,
+         study_file(_set("methods", ["db_mtl", "db-mtl"])), _study_error,
+         "methods[1].name: 'db-mtl' is the same method as methods[0] 'db_mtl'"),
     Case("unknown-method-kwarg", "`db_mtl` with `kwargs: {betta: 0.5}`", S,
          study_file(_set("methods.1", {"name": "db_mtl", "kwargs": {"betta": 0.5}})), _study_error,
          "unknown keyword argument 'betta' for method 'db_mtl'"),
@@ -341,6 +385,15 @@ CASES: list[Case] = [
     Case("grid-with-continuous", "`search.algorithm: grid` with a loguniform", S,
          study_file(_set("search", {"algorithm": "grid"})), _study_error,
          "search.algorithm grid needs choice"),
+    Case("searched-name-typo", "`space: {lrr: ...}` (meant `lr`)", S,
+         study_file(_set("space", {"lrr": {"loguniform": [1.0e-4, 1.0e-2]}})), _study_error,
+         "space.lrr: unknown hyperparameter 'lrr' for method 'ew' (did you mean 'lr'?)"),
+    Case("searched-model-kwarg-out-of-range", "`space: {model.hidden: {choice: [0, 8]}}`", S,
+         study_file(_set("space", {"model.hidden": {"choice": [0, 8]}})), _study_error,
+         "space.model.hidden: synthetic model argument hidden must be an integer >= 1, got 0"),
+    Case("searched-dataset-kwarg-out-of-range", "`space: {dataset.n_train: {int: [-8, 64]}}`", S,
+         study_file(_set("space", {"dataset.n_train": {"int": [-8, 64]}})), _study_error,
+         "space.dataset.n_train: synthetic n_train must be >= 1, got -8"),
     # training settings, datasets named in the study, resources
     Case("negative-lr", "`train.lr: -0.001`", S, study_file(_set("train.lr", -0.001)), _study_error,
          "train.lr: Input should be greater than 0"),
@@ -353,6 +406,27 @@ CASES: list[Case] = [
     Case("unknown-dataset-kwarg", "synthetic `kwargs: {n_trian: 64}`", S,
          study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_trian": 64}}])), _study_error,
          "unknown keyword argument(s) ['n_trian'] for dataset 'synthetic'"),
+    Case("dataset-kwarg-out-of-range", "synthetic `kwargs: {n_train: -5}`", S,
+         study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_train": -5}}])), _study_error,
+         "datasets[0]: synthetic n_train must be >= 1, got -5"),
+    Case("dataset-no-tasks", "synthetic `kwargs: {num_tasks: 0}`", S,
+         study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"num_tasks": 0}}])), _study_error,
+         "datasets[0]: synthetic num_tasks must be >= 1, got 0"),
+    Case("dataset-kwarg-wrong-type", "synthetic `kwargs: {n_train: 12.5}`", S,
+         study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_train": 12.5}}])), _study_error,
+         "datasets[0]: synthetic n_train must be an integer, got 12.5"),
+    Case("qm9-subset-in-study", "qm9 `kwargs: {subset: 5}` in a study file", S,
+         study_file(_set("datasets", [{"name": "qm9", "kwargs": {"subset": 5}}])), _study_error,
+         "datasets[0]: qm9 subset must be an integer >= 13, got 5"),
+    Case("unknown-model-kwarg", "`train.model_kwargs: {hiddn: 8}` on synthetic", S,
+         study_file(_set("train.model_kwargs", {"hiddn": 8})), _study_error,
+         "unknown model argument(s) ['hiddn'] for synthetic (did you mean 'hidden'?); valid: hidden"),
+    Case("model-kwarg-out-of-range", "`train.model_kwargs: {hidden: 0}` on synthetic", S,
+         study_file(_set("train.model_kwargs", {"hidden": 0})), _study_error,
+         "train.model_kwargs: synthetic model argument hidden must be an integer >= 1, got 0"),
+    Case("architecture-not-offered", "`train.architecture: mtan` on synthetic", S,
+         study_file(_set("train.architecture", "mtan")), _study_error,
+         "train.architecture: synthetic supports architectures: hps; got 'mtan'"),
     Case("cuda-without-gpus-per-trial", "`train.device: cuda`, `gpus_per_trial: 0`", S,
          study_file(_set("train.device", "cuda")), _study_error, "needs resources.gpus_per_trial > 0"),
     Case("gpu-request-without-gpus", "`gpus_per_trial: 1` on a cluster with no GPU", R,
@@ -371,6 +445,8 @@ CASES: list[Case] = [
          "cagrad c must be >= 0"),
     Case("trial-config-unknown-key", "TrainConfig with `epoch=3`", T, train_config(epoch=3), ConfigError,
          "unknown trial config key(s) ['epoch']"),
+    Case("train-out-under-a-file", "`mtl train --out file/records.jsonl` below a regular file", "mtl train",
+         train_out_under_a_file, MTLError, "is a file, not a folder"),
     # dataset folders (NYUv2, published .npy layout)
     Case("nyuv2-missing-root", "`root` that does not exist", D,
          lambda tmp: nyuv2(root=str(tmp / "nowhere"))(tmp), DatasetError, "does not exist"),
@@ -488,8 +564,9 @@ def render(cases: list[Case] = CASES) -> str:
         "each row is a test. *Caught by*: `study check` = the study schema (also run by `study run` before",
         "Ray starts), `Ray start` = the cluster check `study run` makes right after starting or joining Ray,",
         "before any trial is scheduled; dataset / method construction and the trial config = what a trial",
-        "builds before its first training step. A corrupted QM9 cache is not an error: it is reported and",
-        "rebuilt.",
+        "builds before its first training step; `mtl train` = the command line, before it builds the",
+        "dataset. A corrupted QM9 cache is not an error: it is reported and rebuilt. Nothing is started (no",
+        "Ray, no folder written) before a study file has passed `study check`.",
         "",
         f"{len(cases)} cases.",
         "",

@@ -46,14 +46,18 @@ class MaxNorm(Aggregator):
 
     ``β_k = β / k^σ``; ``ĝ_t ← β_k ĝ_t + (1 − β_k) g_t`` with ``ĝ_t = 0`` initially; update
     ``α_k Σ_t ĝ_t / (‖ĝ_t‖ + 1e-8)`` with ``α_k = max_t ‖ĝ_t‖`` (or min/mean/median/constant,
-    ``alpha_strategy``). ``σ = 0`` is a constant β, ``σ = 0.5`` the paper's ``β/√k`` schedule.
+    ``alpha_strategy``). ``σ = 0`` is a constant β, ``σ = 0.5`` the ``β/√k`` schedule.
+
+    Defaults ``β = 0.9``, ``σ = 0`` (constant β) are the reference code's (LibMTL's ``--DB_beta 0.9``,
+    ``--DB_beta_sigma 0``): the paper grid-searches β ∈ {0.1, 0.5, 0.9} × σ ∈ {0, 0.5} and does not say which
+    values its tables use, so where it is silent the reference code is followed. (The default was σ = 0.5.)
     """
 
     def __init__(
         self,
         num_tasks: int,
         beta: float = 0.9,
-        beta_sigma: float = 0.5,
+        beta_sigma: float = 0.0,
         alpha_strategy: str = "max",
         alpha_constant: float = 1.0,
     ) -> None:

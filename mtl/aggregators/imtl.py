@@ -18,6 +18,16 @@ def imtl_g_weights(grads: Tensor) -> Tensor:
 
     The (T−1)×(T−1) system is solved in float64 with a pseudo-inverse, which also covers the singular cases
     (identical gradients) where the reference code adds ``1e-8 I``.
+
+    Fewer shared coordinates than tasks (``P < T``, so ``rank G < T``; e.g. ``rep`` mode with a small
+    representation): ``g = Σ_t α_t g_t`` lies in the ``rank G``-dimensional row space of ``G`` and must
+    satisfy the ``T − 1`` conditions ``g·(u_1 − u_t) = 0``; for gradients in general position those leave only
+    ``g = 0``. What is returned then is an affine combination (``Σ_t α_t = 1``; entries may be negative; the
+    pseudo-inverse picks the minimum-norm solution of the reduced system) with ``Σ_t α_t g_t = 0``: every
+    projection ``g·u_t`` is equal because all are zero, the shared update is zero and only the heads learn
+    on such a step. (The reference code's ``torch.inverse`` gives the same zero update for ``P = T − 1`` and
+    fails or returns noise for ``P < T − 1``.) With ``P ≥ T`` and independent gradients the solution is
+    unique and the common projection is positive.
     """
     num_tasks = grads.shape[0]
     if num_tasks == 1:

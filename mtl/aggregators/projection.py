@@ -79,8 +79,9 @@ class GradVac(_Seeded):
 
     ``beta`` defaults to LibMTL's 0.5 (the DB-MTL comparison); ``granularity`` is ``whole`` (one group,
     LibMTL's default) or ``tensor`` (one group per shared parameter tensor, LibMTL's "all_matrix"). The EMA
-    update runs for every pair at every step as in the paper's Alg. 1 (LibMTL updates it only inside the
-    ``φ < φ̂`` branch).
+    update runs for every pair at every step, as in the paper's Alg. 1 and in current LibMTL (older LibMTL
+    versions updated it only inside the ``φ < φ̂`` branch; LibMTL has fixed that, and the two implementations
+    now agree number for number).
     """
 
     def __init__(self, num_tasks: int, seed: int = 0, beta: float = 0.5, granularity: str = "whole") -> None:

@@ -1,16 +1,29 @@
-"""Datasets (DESIGN §5). ``build_dataset(name, **kwargs)`` validates the name and keyword arguments."""
+"""Datasets (DESIGN §5). ``build_dataset(name, **kwargs)`` validates the name and keyword arguments.
+
+The names below are loaded on first use (PEP 562) from :mod:`mtl.data.catalog`, which imports every
+dataset (and torch): ``mtl.data.references`` and ``mtl.data.registry`` stay importable without them, so
+read-only tools (``study status``, ``analysis``) can name the published STL rows cheaply.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mtl.data import cityscapes, nyuv2, office, qm9, synthetic  # noqa: F401  (registration)
-from mtl.data.base import MetricAccumulator, MTLDataset, TaskSpec, TrainDefaults
-from mtl.data.registry import DATASETS
+__all__ = [
+    "DATASETS",
+    "MTLDataset",
+    "MetricAccumulator",
+    "TaskSpec",
+    "TrainDefaults",
+    "build_dataset",
+    "check_dataset",
+    "check_model",
+]
 
 
-def build_dataset(name: str, **kwargs: Any) -> MTLDataset:
-    return DATASETS.build(name, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from mtl.data import catalog
 
-
-__all__ = ["DATASETS", "MTLDataset", "MetricAccumulator", "TaskSpec", "TrainDefaults", "build_dataset"]
+        return getattr(catalog, name)
+    raise AttributeError(f"module 'mtl.data' has no attribute {name!r}")

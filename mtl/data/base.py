@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+import types
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import Tensor
 
+from mtl.errors import ConfigError
 from mtl.models.base import MultiTaskModel
 
 Nested = dict[str, dict[str, float]]
@@ -54,6 +58,40 @@ class MTLDataset(ABC):
     tasks: tuple[TaskSpec, ...] = ()
     defaults: TrainDefaults = TrainDefaults()
     architectures: tuple[str, ...] = ("hps",)
+    model_arguments: tuple[str, ...] = ()
+    """The keyword arguments :meth:`build_model` accepts (checked by :meth:`check_model_arguments`)."""
+    reference_note: str = "the published single-task (STL) row of its setting (mtl.data.references)"
+    """What Δp and Δm are measured against by default, in words (printed under a study's results)."""
+
+    @classmethod
+    def check_arguments(cls, args: Mapping[str, Any]) -> None:
+        """Check constructor arguments (``args``: any of them, by name) without reading data or building
+        anything: each value against the constructor's type hint, then the dataset's own ranges (subclasses
+        extend this). The constructor calls it, and so does a study's validation (:func:`check_dataset`),
+        so a bad value fails before any compute. Raises :class:`~mtl.errors.ConfigError`."""
+        hints = _constructor_hints(cls)
+        for key, value in args.items():
+            hint = hints.get(key)
+            if hint is not None and not _matches(value, hint):
+                raise ConfigError(f"{cls.name} {key} must be {_describe(hint)}, got {value!r}")
+
+    @classmethod
+    def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
+        """Check the architecture and :meth:`build_model` keyword arguments without building the model
+        (subclasses extend this with value ranges). Raises :class:`~mtl.errors.ConfigError`."""
+        arch = str(architecture).strip().lower().replace("-", "_")
+        if arch not in cls.architectures:
+            raise ConfigError(
+                f"{cls.name} supports architectures: {', '.join(cls.architectures)}; got '{architecture}'"
+            )
+        unknown = sorted(set(kwargs) - set(cls.model_arguments))
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], cls.model_arguments, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"unknown model argument(s) {unknown} for {cls.name}{hint}; "
+                f"valid: {', '.join(sorted(cls.model_arguments)) or 'none'}"
+            )
 
     @property
     def task_names(self) -> list[str]:
@@ -65,8 +103,13 @@ class MTLDataset(ABC):
 
     @property
     def reference(self) -> Nested | None:
-        """The shipped STL reference (test metrics of the papers' STL rows), or None."""
-        return None
+        """The default published STL row of this dataset's default architecture (``hps``), from
+        :mod:`mtl.data.references`, or None. The trainer picks the table per architecture and per metric
+        (Δp / Δm): :func:`mtl.data.references.resolve`."""
+        from mtl.data.references import DEFAULTS, reference
+
+        name = DEFAULTS.get((self.name, "hps"))
+        return reference(name.delta_p) if name is not None and name.delta_p is not None else None
 
     @abstractmethod
     def split_size(self, split: str) -> int: ...
@@ -104,3 +147,51 @@ def move_to(obj: Any, device: torch.device) -> Any:
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The shuffling generator of one epoch: a pure function of (seed, epoch)."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1))
+
+
+def _constructor_hints(cls: type) -> dict[str, Any]:
+    """The resolved type hints of ``cls.__init__`` ({} when they cannot be resolved)."""
+    try:
+        return get_type_hints(cls.__init__)
+    except Exception:  # a hint naming something only imported for type checkers: skip the type check
+        return {}
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the type hint ``hint`` (the hints datasets use: int, float, bool, str,
+    os.PathLike, sequences of those, unions with None); unknown hints accept anything."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is os.PathLike or hint is os.PathLike:
+        return isinstance(value, os.PathLike)
+    if origin in (list, tuple, Sequence, Iterable) or hint in (list, tuple, Sequence):
+        args = get_args(hint)
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0]) for v in value if args)
+    return True
+
+
+def _describe(hint: Any) -> str:
+    """``int | None`` -> 'an integer or null', for error messages."""
+    origin = get_origin(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_describe(a) for a in get_args(hint)))
+    if hint is type(None):
+        return "null"
+    if origin is os.PathLike or hint is str:
+        return "a string" if hint is str else "a path"
+    if origin in (list, tuple, Sequence, Iterable):
+        args = get_args(hint)
+        return f"a list ({_describe(args[0])} each)" if args else "a list"
+    names = {bool: "true or false", int: "an integer", float: "a number"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))

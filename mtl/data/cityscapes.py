@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from mtl.data.base import Nested, TrainDefaults
+from mtl.data.base import TrainDefaults
 from mtl.data.dense import DenseSceneDataset
-from mtl.data.references import CITYSCAPES_STL
 from mtl.data.registry import DATASETS
 
 
@@ -41,4 +40,3 @@ class Cityscapes(DenseSceneDataset):
         scheduler_kwargs={"step_size": 100, "gamma": 0.5},
         epochs=200,
     )
-    reference_tables: ClassVar[dict[str, Nested | None]] = {"deeplab_resnet50": CITYSCAPES_STL, "none": None}

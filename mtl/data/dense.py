@@ -50,7 +50,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from mtl.data.base import SPLITS, MetricAccumulator, MTLDataset, Nested, TaskSpec, epoch_generator
+from mtl.data.base import SPLITS, MetricAccumulator, MTLDataset, TaskSpec, epoch_generator
 from mtl.errors import ConfigError, DatasetError
 from mtl.metrics.dense import DenseMetricAccumulator, dense_metric_flags, depth_valid_mask, normal_valid_mask
 from mtl.models.base import MultiTaskModel
@@ -289,7 +289,7 @@ class DenseSceneDataset(MTLDataset):
     head_channels: ClassVar[dict[str, int]] = {}
     label_folders: tuple[str, ...] = ("label",)
     architectures = ("hps", "cross_stitch", "mtan", "segnet", "segnet_mtan")
-    reference_tables: ClassVar[dict[str, Nested | None]] = {}
+    model_arguments = ("pretrained_path", "cross_stitch_same")
 
     def __init__(
         self,
@@ -300,27 +300,20 @@ class DenseSceneDataset(MTLDataset):
         resolution: Sequence[int] | None = None,
         subset: int | None = None,
         num_workers: int = 0,
-        reference_table: str = "deeplab_resnet50",
         median_resolution: float = 1e-4,
     ) -> None:
-        if not 0.0 < float(val_fraction) < 1.0:
-            raise ConfigError(f"{self.name} val_fraction must be in (0, 1), got {val_fraction}")
-        if subset is not None and int(subset) < 1:
-            raise ConfigError(f"{self.name} subset must be >= 1, got {subset}")
-        if int(num_workers) < 0:
-            raise ConfigError(f"{self.name} num_workers must be >= 0, got {num_workers}")
-        if reference_table not in self.reference_tables:
-            raise ConfigError(
-                f"{self.name} reference_table '{reference_table}' unknown; valid: "
-                f"{', '.join(self.reference_tables)}"
-            )
+        self.check_arguments(
+            {
+                "val_fraction": val_fraction,
+                "subset": subset,
+                "num_workers": num_workers,
+                "resolution": resolution,
+            }
+        )
         res = tuple(int(r) for r in (resolution if resolution is not None else self.default_resolution))
-        if len(res) != 2 or min(res) < 1:
-            raise ConfigError(f"{self.name} resolution must be (height, width), got {resolution}")
         self.resolution: tuple[int, int] = (res[0], res[1])
         self.augment = bool(augment)
         self.num_workers = int(num_workers)
-        self.reference_table = reference_table
         self.median_resolution = float(median_resolution)
         self.tasks = tuple(TaskSpec(t, flags) for t, flags in dense_metric_flags(self.task_kinds).items())
         self.root = resolve_root(root, self.env_var, self.name, self.layout())
@@ -349,6 +342,19 @@ class DenseSceneDataset(MTLDataset):
                 for k, (folder, idx) in splits.items()
             }
         self.split_indices: dict[str, tuple[str, list[int]]] = splits
+
+    @classmethod
+    def check_arguments(cls, args: Mapping[str, Any]) -> None:
+        super().check_arguments(args)
+        if "val_fraction" in args and not 0.0 < float(args["val_fraction"]) < 1.0:
+            raise ConfigError(f"{cls.name} val_fraction must be in (0, 1), got {args['val_fraction']}")
+        if args.get("subset") is not None and int(args["subset"]) < 1:
+            raise ConfigError(f"{cls.name} subset must be >= 1, got {args['subset']}")
+        if int(args.get("num_workers", 0)) < 0:
+            raise ConfigError(f"{cls.name} num_workers must be >= 0, got {args['num_workers']}")
+        resolution = args.get("resolution")
+        if resolution is not None and (len(resolution) != 2 or min(int(r) for r in resolution) < 1):
+            raise ConfigError(f"{cls.name} resolution must be (height, width), got {resolution}")
 
     # -- files ------------------------------------------------------------------------------------------
     @classmethod
@@ -419,11 +425,6 @@ class DenseSceneDataset(MTLDataset):
         )
 
     # -- MTLDataset -------------------------------------------------------------------------------------
-    @property
-    def reference(self) -> Nested | None:
-        table = self.reference_tables[self.reference_table]
-        return None if table is None else {t: dict(m) for t, m in table.items()}
-
     def split_size(self, split: str) -> int:
         if split not in SPLITS:
             raise ConfigError(f"unknown split '{split}'; valid: {', '.join(SPLITS)}")
@@ -455,24 +456,7 @@ class DenseSceneDataset(MTLDataset):
         )
 
     def build_model(self, architecture: str = "hps", **kwargs: Any) -> MultiTaskModel:
-        valid = {"pretrained_path", "cross_stitch_same"}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown model argument(s) {unknown} for {self.name}; valid: {', '.join(sorted(valid))}"
-            )
-        model = build_dense_model(
+        self.check_model_arguments(architecture, kwargs)
+        return build_dense_model(
             architecture, self.head_channels, self.resolution, dataset=self.name, **kwargs
         )
-        arch = architecture.strip().lower().replace("-", "_")
-        if arch.startswith("segnet") and self.reference_table != "none":
-            import warnings
-
-            warnings.warn(
-                f"{self.name}: the shipped reference ({self.reference_table}) is the DeepLabV3+/ResNet-50 "
-                f"STL row; Δp of a SegNet model against it is not comparable. Pass TrainConfig.reference "
-                f"(SegNet STL results) or dataset_kwargs reference_table='none'.",
-                UserWarning,
-                stacklevel=2,
-            )
-        return model

@@ -8,8 +8,8 @@ its best epoch on it; we select on ``val``).
 
 Defaults follow the DB-MTL / LibMTL setting: DeepLabV3+ with a dilated ResNet-50 (``architecture="hps"``),
 Adam lr 1e-4, weight decay 1e-5, batch 8, 200 epochs, learning rate halved after 100 epochs, with the
-random scale-crop + flip augmentation. The IGB paper's setting is ``architecture="segnet_mtan"`` with batch 2
-(its STL reference is not shipped: see :mod:`mtl.data.references`).
+random scale-crop + flip augmentation. The IGB paper's setting is ``architecture="segnet_mtan"`` with batch 2.
+STL references per architecture (DeepLabV3+ or SegNet rows): :mod:`mtl.data.references`.
 
 Data folder: ``dataset_kwargs root=...`` or ``$MTL_DATA_NYUV2``.
 """
@@ -20,9 +20,8 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mtl.data.base import Nested, TrainDefaults
+from mtl.data.base import TrainDefaults
 from mtl.data.dense import DenseSceneDataset
-from mtl.data.references import NYUV2_STL
 from mtl.data.registry import DATASETS
 
 
@@ -43,7 +42,6 @@ class NYUv2(DenseSceneDataset):
         scheduler_kwargs={"step_size": 100, "gamma": 0.5},
         epochs=200,
     )
-    reference_tables: ClassVar[dict[str, Nested | None]] = {"deeplab_resnet50": NYUV2_STL, "none": None}
 
     def __init__(
         self,
@@ -54,7 +52,6 @@ class NYUv2(DenseSceneDataset):
         resolution: Sequence[int] | None = None,
         subset: int | None = None,
         num_workers: int = 0,
-        reference_table: str = "deeplab_resnet50",
         median_resolution: float = 1e-4,
     ) -> None:
         super().__init__(
@@ -65,6 +62,5 @@ class NYUv2(DenseSceneDataset):
             resolution=resolution,
             subset=subset,
             num_workers=num_workers,
-            reference_table=reference_table,
             median_resolution=median_resolution,
         )

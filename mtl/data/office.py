@@ -37,7 +37,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,13 +49,11 @@ from mtl.data.base import (
     SPLITS,
     MetricAccumulator,
     MTLDataset,
-    Nested,
     TaskSpec,
     TrainDefaults,
     epoch_generator,
 )
 from mtl.data.dense import random_subset, resolve_root
-from mtl.data.references import OFFICE31_STL, OFFICE_HOME_STL
 from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError, DatasetError
 from mtl.metrics.classification import AccuracyAccumulator
@@ -143,10 +141,10 @@ class OfficeDataset(MTLDataset):
     domains: tuple[str, ...] = ()
     num_classes = 0
     architectures = ("hps", "mtan")
+    model_arguments = ("pretrained_path", "hidden_dim", "dropout")
     defaults = TrainDefaults(
         lr=1e-4, batch_size=64, optimizer="adam", weight_decay=1e-5, scheduler="none", epochs=100
     )
-    stl_reference: ClassVar[Nested] = {}
 
     def __init__(
         self,
@@ -156,12 +154,7 @@ class OfficeDataset(MTLDataset):
         subset: int | None = None,
         num_workers: int = 0,
     ) -> None:
-        if int(image_size) < 32:
-            raise ConfigError(f"{self.name} image_size must be >= 32, got {image_size}")
-        if subset is not None and int(subset) < 1:
-            raise ConfigError(f"{self.name} subset must be >= 1, got {subset}")
-        if int(num_workers) < 0:
-            raise ConfigError(f"{self.name} num_workers must be >= 0, got {num_workers}")
+        self.check_arguments({"image_size": image_size, "subset": subset, "num_workers": num_workers})
         layout = "<root>/<listed image paths> + <root>/<domain>_{train,val,test}.txt"
         self.root = resolve_root(root, self.env_var, self.name, layout)
         self.lists_dir = Path(lists_dir).expanduser() if lists_dir is not None else self.root
@@ -175,9 +168,26 @@ class OfficeDataset(MTLDataset):
                 items = read_split_list(self.lists_dir / f"{d}_{split}.txt", self.root, self.num_classes)
                 self.items[split][d] = random_subset(items, int(subset), 0) if subset is not None else items
 
-    @property
-    def reference(self) -> Nested:
-        return {t: dict(m) for t, m in self.stl_reference.items()}
+    @classmethod
+    def check_arguments(cls, args: Mapping[str, Any]) -> None:
+        super().check_arguments(args)
+        if int(args.get("image_size", 224)) < 32:
+            raise ConfigError(f"{cls.name} image_size must be >= 32, got {args['image_size']}")
+        if args.get("subset") is not None and int(args["subset"]) < 1:
+            raise ConfigError(f"{cls.name} subset must be >= 1, got {args['subset']}")
+        if int(args.get("num_workers", 0)) < 0:
+            raise ConfigError(f"{cls.name} num_workers must be >= 0, got {args['num_workers']}")
+
+    @classmethod
+    def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
+        super().check_model_arguments(architecture, kwargs)
+        hidden_dim, dropout = kwargs.get("hidden_dim", 512), kwargs.get("dropout", 0.5)
+        if not isinstance(hidden_dim, int) or isinstance(hidden_dim, bool) or hidden_dim < 1:
+            raise ConfigError(
+                f"{cls.name} model argument hidden_dim must be an integer >= 1, got {hidden_dim!r}"
+            )
+        if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
+            raise ConfigError(f"{cls.name} model argument dropout must be in [0, 1), got {dropout!r}")
 
     def domain_sizes(self, split: str) -> dict[str, int]:
         if split not in SPLITS:
@@ -230,12 +240,7 @@ class OfficeDataset(MTLDataset):
             yield inputs, targets
 
     def build_model(self, architecture: str = "hps", **kwargs: Any) -> MultiTaskModel:
-        valid = {"pretrained_path", "hidden_dim", "dropout"}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown model argument(s) {unknown} for {self.name}; valid: {', '.join(sorted(valid))}"
-            )
+        self.check_model_arguments(architecture, kwargs)
         return build_office_model(architecture, self.domains, self.num_classes, dataset=self.name, **kwargs)
 
     def losses(self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
@@ -251,7 +256,6 @@ class Office31(OfficeDataset):
     env_var = "MTL_DATA_OFFICE31"
     domains = ("amazon", "dslr", "webcam")
     num_classes = 31
-    stl_reference = OFFICE31_STL
 
 
 @DATASETS.register("office_home", "office-home", "officehome")
@@ -260,4 +264,3 @@ class OfficeHome(OfficeDataset):
     env_var = "MTL_DATA_OFFICE_HOME"
     domains = ("Art", "Clipart", "Product", "Real_World")
     num_classes = 65
-    stl_reference = OFFICE_HOME_STL

@@ -5,11 +5,21 @@ geometry ``XYZ_Ang``, properties in atomic units); nothing is downloaded. Each m
 PyG's ``QM9`` dataset and the Nash-MTL / IGB reference code build it:
 
 * nodes: 11 features: one-hot H, C, N, O, F; atomic number; aromatic; sp, sp2, sp3 hybridisation; number
-  of bonded hydrogens. Aromaticity and hybridisation come from the RDKit-sanitised SMILES (PyG reads its
-  SDF with ``sanitize=False``, which leaves many of these flags unset: pyg-team/pytorch_geometric#2163);
+  of bonded hydrogens (PyG's layout);
 * edges: the complete graph without self loops (the reference code's ``Complete`` transform), 5 features:
   bond-type one-hot (single, double, triple, aromatic; all zero for non-bonded pairs) and the interatomic
   distance in Å (``Distance(norm=False)``). ``graph="bond"`` keeps the bonded pairs only;
+* ``features`` (:data:`FEATURE_SETS`): ``"reference"`` (default) gives the inputs the papers' models saw.
+  PyG's ``QM9`` (which the Nash-MTL, IGB and LibMTL code train on) reads ``gdb9.sdf`` with RDKit
+  ``sanitize=False``: hybridisation stays unset, so the sp/sp2/sp3 columns are all zero, and the SDF's
+  kekulé bonds carry no aromatic flag, so the aromatic node column and the aromatic bond column are all zero
+  (constant columns are kept, as in PyG). Our input is qm9pack's SMILES, not the SDF, so the molecule is
+  built from the SMILES, kekulized with ``clearAromaticFlags=True`` (bond types single/double/triple only)
+  and its aromatic and hybridisation features set to zero. The kekulé structure RDKit picks can place the
+  double bonds of a ring differently from the SDF's (the same molecule, another resonance form). ``"rdkit"``:
+  the chemically
+  sanitised SMILES's flags (aromatic atoms and bonds, hybridisation always set: ~5% of atoms aromatic), more
+  informative than what the papers' models had (pyg-team/pytorch_geometric#2163);
 * atom order and coordinates: those of the published geometry. RDKit's atom order from the SMILES can
   differ from the XYZ order, so atoms are aligned by graph matching: the SMILES graph (with explicit
   hydrogens) must embed into the geometry's contact graph (pairs closer than 1.3 × the sum of covalent
@@ -29,10 +39,11 @@ usable molecule goes to test if ``k % 13 == 0``, to val if ``k % 13 == 1``, else
 molecules of ``π`` dealt the same way (≈ S/13 / S/13 / 11S/13): proportions are kept and each subset split
 is contained in the corresponding full split. Only the molecules a subset needs are featurized.
 
-Cache: ``$MTL_CACHE_DIR/qm9/`` or ``~/.cache/mtl-study/qm9/``, one versioned file holding every featurized
-molecule (built lazily: a subset featurizes only its own molecules; the first full build shows a progress
-bar). It is validated on load (version, source fingerprint, RDKit version, shapes, checksum); an invalid
-cache is rebuilt with a warning.
+Cache: ``$MTL_CACHE_DIR/qm9/`` or ``~/.cache/mtl-study/qm9/``, one versioned file per feature set
+(``qm9-v<version>-<features>.pt``; its metadata names the feature set, checked on load) holding every
+featurized molecule (built lazily: a subset featurizes only its own molecules; the first full build shows
+a progress bar). It is validated on load (version, feature set, source fingerprint, RDKit version, shapes,
+checksum); an invalid cache is rebuilt with a warning.
 """
 
 from __future__ import annotations
@@ -59,7 +70,7 @@ from mtl.data.base import MetricAccumulator, MTLDataset, Nested, TaskSpec, Train
 from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError
 from mtl.models.hps import HPS
-from mtl.models.mpnn import MPNNEncoder
+from mtl.models.mpnn import CONV_IMPLEMENTATIONS, MPNNEncoder
 
 # ---------------------------------------------------------------------------------------------------------
 # Constants
@@ -112,24 +123,6 @@ SOURCE_COLUMNS: dict[str, str] = {
 }
 _FACTORS = {"homo": HARTREE_TO_MEV, "lumo": HARTREE_TO_MEV, "zpve": HARTREE_TO_MEV}
 
-STL_REFERENCE: dict[str, dict[str, float]] = {
-    "mu": {"mae": 0.062},
-    "alpha": {"mae": 0.192},
-    "homo": {"mae": 58.8},
-    "lumo": {"mae": 69.7},
-    "r2": {"mae": 0.512},
-    "zpve": {"mae": 4.72},
-    "U0": {"mae": 53.5},
-    "U": {"mae": 53.9},
-    "H": {"mae": 53.3},
-    "G": {"mae": 54.1},
-    "cv": {"mae": 0.0644},
-}
-"""Test MAE of single-task MPNNs, the STL row of DB-MTL Table 3 (Lin et al., arXiv:2308.12029), which is
-the STL row of the Nash-MTL paper's QM9 table (Navon et al., ICML 2022). Units as :data:`UNITS`. (The
-Nash-MTL code's own ``delta_fn`` uses different, self-measured STL numbers.) Runs measured by the study
-are passed as ``TrainConfig.reference`` instead."""
-
 SOURCE_FILES: tuple[str, ...] = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 ATOM_TYPES: tuple[str, ...] = ("H", "C", "N", "O", "F")
 ATOMIC_NUMBERS: dict[str, int] = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
@@ -142,7 +135,10 @@ NUM_NODE_FEATURES = 11
 NUM_EDGE_FEATURES = 5
 SPLIT_PERIOD = 13  # k % 13: 0 -> test, 1 -> val, else train  (10k / 10k / 110k)
 MAX_MOLECULES = 130_000
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+FEATURE_SETS: tuple[str, ...] = ("reference", "rdkit")
+"""Node/bond features (module docstring): ``reference`` = PyG's (RDKit ``sanitize=False``), ``rdkit`` =
+sanitised."""
 FAILURE_REASONS: tuple[str, ...] = ("smiles", "atoms", "bond_type", "geometry")
 """Why a molecule is dropped: RDKit cannot parse the SMILES; its atoms (with hydrogens) differ from the
 geometry's; a bond type outside single/double/triple/aromatic; the SMILES graph does not embed into the
@@ -282,9 +278,13 @@ class MoleculeGraph:
     exact: bool
 
 
-def featurize(smiles: str, elements: Sequence[str], positions: np.ndarray) -> MoleculeGraph | str:
-    """Featurize one molecule (see the module docstring); returns the failure reason (one of
-    :data:`FAILURE_REASONS`) if it cannot be aligned with its geometry."""
+def featurize(
+    smiles: str, elements: Sequence[str], positions: np.ndarray, features: str = "reference"
+) -> MoleculeGraph | str:
+    """Featurize one molecule (see the module docstring; ``features`` one of :data:`FEATURE_SETS`); returns
+    the failure reason (one of :data:`FAILURE_REASONS`) if it cannot be aligned with its geometry."""
+    if features not in FEATURE_SETS:
+        raise ConfigError(f"qm9 features must be one of {', '.join(FEATURE_SETS)}; got {features!r}")
     from rdkit import Chem, RDLogger
     from rdkit.Chem.rdchem import BondType, HybridizationType
 
@@ -293,6 +293,12 @@ def featurize(smiles: str, elements: Sequence[str], positions: np.ndarray) -> Mo
     if mol is None:
         return "smiles"
     mol = Chem.AddHs(mol)
+    sanitised = features == "rdkit"
+    if not sanitised:  # PyG's sanitize=False inputs: kekulé bonds, no aromatic flags (hybridisation: below)
+        try:
+            Chem.Kekulize(mol, clearAromaticFlags=True)
+        except Exception:  # RDKit raises KekulizeException (not exported on every version)
+            return "bond_type"
     n = mol.GetNumAtoms()
     if (
         n != len(elements)
@@ -336,10 +342,13 @@ def featurize(smiles: str, elements: Sequence[str], positions: np.ndarray) -> Mo
         j = match[atom.GetIdx()]
         x[j, ATOM_TYPES.index(atom.GetSymbol())] = 1
         x[j, 5] = atom.GetAtomicNum()
-        x[j, 6] = int(atom.GetIsAromatic())
-        h = atom.GetHybridization()
-        for k, kind in enumerate(hybrid):
-            x[j, 7 + k] = int(h == kind)
+        if (
+            sanitised
+        ):  # else: 0, as PyG's unsanitised atoms (kekulized: no aromatic flag; hybridisation unset)
+            x[j, 6] = int(atom.GetIsAromatic())
+            h = atom.GetHybridization()
+            for k, kind in enumerate(hybrid):
+                x[j, 7 + k] = int(h == kind)
         x[j, 10] = sum(1 for nb in atom.GetNeighbors() if nb.GetAtomicNum() == 1)
     bonds = np.zeros((mol.GetNumBonds(), 2), dtype=np.int64)
     bond_type = np.zeros(mol.GetNumBonds(), dtype=np.int64)
@@ -500,9 +509,11 @@ def _rdkit_version() -> str:
     return str(__version__)
 
 
-def load_cache(path: Path, fingerprint: Sequence[str]) -> tuple[MoleculeStore, dict[str, Any]]:
-    """Load and validate a cache file (store and metadata); raise :class:`CacheError` saying why it cannot
-    be used."""
+def load_cache(
+    path: Path, fingerprint: Sequence[str], features: str = "reference"
+) -> tuple[MoleculeStore, dict[str, Any]]:
+    """Load and validate a cache file (store and metadata) of feature set ``features``; raise
+    :class:`CacheError` saying why it cannot be used."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated, not a torch file
@@ -512,6 +523,8 @@ def load_cache(path: Path, fingerprint: Sequence[str]) -> tuple[MoleculeStore, d
     meta = blob["meta"]
     if meta.get("version") != CACHE_VERSION:
         raise CacheError(f"version {meta.get('version')} != {CACHE_VERSION}")
+    if meta.get("features") != features:
+        raise CacheError(f"holds features {meta.get('features')!r}, not {features!r}")
     if list(meta.get("source", [])) != list(fingerprint):
         raise CacheError("built from different source files")
     if meta.get("rdkit") != _rdkit_version():
@@ -531,11 +544,14 @@ def load_cache(path: Path, fingerprint: Sequence[str]) -> tuple[MoleculeStore, d
     return store, meta
 
 
-def save_cache(path: Path, store: MoleculeStore, fingerprint: Sequence[str], num_rows: int) -> None:
+def save_cache(
+    path: Path, store: MoleculeStore, fingerprint: Sequence[str], num_rows: int, features: str = "reference"
+) -> None:
     """Write atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "version": CACHE_VERSION,
+        "features": features,
         "source": list(fingerprint),
         "rdkit": _rdkit_version(),
         "num_rows": int(num_rows),
@@ -629,6 +645,9 @@ def make_batch(data: SplitData, idx: Tensor, graph: str = "complete") -> Any:
     [E, 5] (bond one-hot, distance), ``batch``, ``ptr``; edges sorted by (source, target) as PyG's
     ``Complete`` transform leaves them. ``graph="complete"``: all ordered pairs i ≠ j of a molecule
     (non-bonded pairs get an all-zero bond one-hot); ``"bond"``: bonded pairs only."""
+    from mtl.models.pyg import import_pyg
+
+    import_pyg()  # without PyG's torch.jit.script deprecation warnings
     from torch_geometric.data import Batch
 
     atoms, n = _gather_ranges(data.atom_ptr, idx)
@@ -705,7 +724,9 @@ class QM9Dataset(MTLDataset):
 
     ``subset``: use the first ``subset`` usable molecules of π (quick CPU runs; only those are
     featurized). ``limit``: read only the first ``limit`` source rows, no cache (tests). ``graph``:
-    ``complete`` (the papers') or ``bond``. ``cache_dir``: default :func:`default_cache_dir`;
+    ``complete`` (the papers') or ``bond``. ``features``: ``reference`` (default: PyG's inputs, as the papers'
+    models saw them) or ``rdkit`` (sanitised; see the module docstring). ``cache_dir``: default
+    :func:`default_cache_dir`;
     ``source``: a directory with the qm9pack CSVs (default: the installed package's). ``rebuild``: ignore
     an existing cache. ``progress``: show the featurization progress bar and a summary on stderr.
     """
@@ -721,6 +742,7 @@ class QM9Dataset(MTLDataset):
         epochs=300,
     )
     architectures = ("hps",)
+    model_arguments = ("dim", "steps", "set2set_steps", "conv")
 
     def __init__(
         self,
@@ -728,22 +750,21 @@ class QM9Dataset(MTLDataset):
         limit: int | None = None,
         split_seed: int = 0,
         graph: str = "complete",
+        features: str = "reference",
         cache_dir: str | os.PathLike[str] | None = None,
         source: str | os.PathLike[str] | None = None,
         rebuild: bool = False,
         progress: bool = True,
     ) -> None:
-        if subset is not None and (not isinstance(subset, int) or subset < SPLIT_PERIOD):
-            raise ConfigError(f"qm9 subset must be an integer >= {SPLIT_PERIOD}, got {subset!r}")
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ConfigError(f"qm9 limit must be a positive integer, got {limit!r}")
-        if graph not in ("complete", "bond"):
-            raise ConfigError(f"qm9 graph must be 'complete' or 'bond', got {graph!r}")
+        self.check_arguments(
+            {"subset": subset, "limit": limit, "split_seed": split_seed, "graph": graph, "features": features}
+        )
         self.subset, self.limit, self.split_seed, self.graph = subset, limit, int(split_seed), graph
+        self.features = features
         self.progress = progress
         self.source_dir = Path(source) if source is not None else source_dir()
         self.cache_path = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / (
-            f"qm9-v{CACHE_VERSION}.pt"
+            f"qm9-v{CACHE_VERSION}-{features}.pt"
         )
         self._raw: RawQM9 | None = None
         self._fingerprint: list[str] = []
@@ -768,6 +789,31 @@ class QM9Dataset(MTLDataset):
         self.target_std = y_train.std(0).clamp_min(1e-12)
         self._z = {s: ((d.y - self.target_mean) / self.target_std).float() for s, d in self.splits.items()}
 
+    @classmethod
+    def check_arguments(cls, args: Mapping[str, Any]) -> None:
+        subset, limit, graph = args.get("subset"), args.get("limit"), args.get("graph", "complete")
+        if subset is not None and (not isinstance(subset, int) or subset < SPLIT_PERIOD):
+            raise ConfigError(f"qm9 subset must be an integer >= {SPLIT_PERIOD}, got {subset!r}")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"qm9 limit must be a positive integer, got {limit!r}")
+        if graph not in ("complete", "bond"):
+            raise ConfigError(f"qm9 graph must be 'complete' or 'bond', got {graph!r}")
+        features = args.get("features", "reference")
+        if features not in FEATURE_SETS:
+            raise ConfigError(f"qm9 features must be one of {', '.join(FEATURE_SETS)}; got {features!r}")
+        super().check_arguments(args)
+
+    @classmethod
+    def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
+        super().check_model_arguments(architecture, kwargs)
+        for key in ("dim", "steps", "set2set_steps"):
+            value = kwargs.get(key, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"qm9 model argument {key} must be an integer >= 1, got {value!r}")
+        if kwargs.get("conv", "factorized") not in CONV_IMPLEMENTATIONS:
+            valid = ", ".join(CONV_IMPLEMENTATIONS)
+            raise ConfigError(f"qm9 model argument conv must be one of {valid}, got {kwargs['conv']!r}")
+
     # -- building ------------------------------------------------------------------------------------
     def _raw_source(self) -> RawQM9:
         if self._raw is None:
@@ -785,7 +831,7 @@ class QM9Dataset(MTLDataset):
             except ValueError:
                 results.append("atoms")
                 continue
-            results.append(featurize(raw.smiles[row], raw.elements[row], positions))
+            results.append(featurize(raw.smiles[row], raw.elements[row], positions, self.features))
         store.add(rows, results, raw.y[list(rows)])
 
     def _load_store(self, rebuild: bool) -> tuple[MoleculeStore, int]:
@@ -795,7 +841,7 @@ class QM9Dataset(MTLDataset):
         self._fingerprint = source_fingerprint(self.source_dir)
         if not rebuild and self.cache_path.is_file():
             try:
-                store, meta = load_cache(self.cache_path, self._fingerprint)
+                store, meta = load_cache(self.cache_path, self._fingerprint, self.features)
                 return store, int(meta["num_rows"])
             except CacheError as exc:
                 warnings.warn(f"QM9 cache {self.cache_path} is invalid ({exc}); rebuilding it", stacklevel=3)
@@ -815,12 +861,12 @@ class QM9Dataset(MTLDataset):
             with _file_lock(self.cache_path.with_name(self.cache_path.name + ".lock")):
                 if not self._ignore_disk and self.cache_path.is_file():
                     with contextlib.suppress(CacheError):
-                        disk, _ = load_cache(self.cache_path, self._fingerprint)
+                        disk, _ = load_cache(self.cache_path, self._fingerprint, self.features)
                         if all(disk.known(r) for r in store.index_of) and len(disk) >= len(store):
                             store = disk
                 missing = [r for r in rows if not store.known(r)]
                 self._featurize_rows(store, missing, desc)
-                save_cache(self.cache_path, store, self._fingerprint, num_rows)
+                save_cache(self.cache_path, store, self._fingerprint, num_rows, self.features)
                 self._ignore_disk = False
         self._report(store, time.perf_counter() - t0, len(missing))
         return store
@@ -859,10 +905,6 @@ class QM9Dataset(MTLDataset):
         )
 
     # -- the MTLDataset contract ------------------------------------------------------------------
-    @property
-    def reference(self) -> Nested:
-        return {t: dict(m) for t, m in STL_REFERENCE.items()}
-
     def split_size(self, split: str) -> int:
         return len(self.splits[split])
 
@@ -874,17 +916,18 @@ class QM9Dataset(MTLDataset):
             idx = order[start : start + batch_size]
             yield make_batch(data, idx, self.graph), {t: z[idx, i] for i, t in enumerate(TASKS)}
 
+    def device_loader(self, device: torch.device | str) -> Any:
+        """The batches of :meth:`loader`, gathered on ``device`` from tensors resident there
+        (:class:`mtl.data.qm9_device.QM9DeviceBatches`; its ``loader`` has this ``loader``'s signature)."""
+        from mtl.data.qm9_device import QM9DeviceBatches
+
+        return QM9DeviceBatches(self.splits, self._z, TASKS, self.graph, device)
+
     def build_model(self, architecture: str = "hps", **kwargs: Any) -> HPS:
         """HPS over the Gilmer MPNN (:class:`mtl.models.mpnn.MPNNEncoder`) with 11 ``Linear(dim, 1)``
         heads. Model kwargs: ``dim`` (64), ``steps`` (3), ``set2set_steps`` (3), ``conv``
         (``factorized`` | ``pyg``)."""
-        if architecture not in self.architectures:
-            raise ConfigError(f"qm9 supports architectures: hps; got '{architecture}'")
-        valid = {"dim", "steps", "set2set_steps", "conv"}
-        unknown = sorted(set(kwargs) - valid)
-        if unknown:
-            listed = ", ".join(sorted(valid))
-            raise ConfigError(f"unknown model argument(s) {unknown} for qm9; valid: {listed}")
+        self.check_model_arguments(architecture, kwargs)
         dim = int(kwargs.get("dim", 64))
         try:
             encoder = MPNNEncoder(

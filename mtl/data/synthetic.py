@@ -46,6 +46,11 @@ class MAEAccumulator(MetricAccumulator):
 class SyntheticRegression(MTLDataset):
     name = "synthetic"
     defaults = TrainDefaults(lr=1e-3, batch_size=64, optimizer="adam", epochs=20)
+    model_arguments = ("hidden",)
+    reference_note = (
+        "each task's Bayes-optimal MAE s_t·σ·√(2/π): Δp ≤ 0, where 0 is the best attainable error and "
+        "−100% means twice it"
+    )
 
     def __init__(
         self,
@@ -60,16 +65,21 @@ class SyntheticRegression(MTLDataset):
         data_seed: int = 0,
         hidden: int = 64,
     ) -> None:
-        if num_tasks < 1:
-            raise ConfigError(f"synthetic num_tasks must be >= 1, got {num_tasks}")
+        self.check_arguments(
+            {
+                "num_tasks": num_tasks,
+                "scales": scales,
+                "n_train": n_train,
+                "n_val": n_val,
+                "n_test": n_test,
+                "input_dim": input_dim,
+                "latent_dim": latent_dim,
+                "noise": noise,
+                "data_seed": data_seed,
+                "hidden": hidden,
+            }
+        )
         scales = list(scales) if scales is not None else [10.0**i for i in range(num_tasks)]
-        if len(scales) != num_tasks or any(not s > 0 for s in scales):
-            raise ConfigError(f"synthetic scales must be {num_tasks} positive numbers, got {scales}")
-        for key, n in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test)):
-            if n < 1:
-                raise ConfigError(f"synthetic {key} must be >= 1, got {n}")
-        if not noise > 0:
-            raise ConfigError(f"synthetic noise must be > 0, got {noise}")
         self.tasks = tuple(TaskSpec(f"t{i}", {"mae": False}) for i in range(num_tasks))
         self.scales = [float(s) for s in scales]
         self.noise = float(noise)
@@ -86,6 +96,28 @@ class SyntheticRegression(MTLDataset):
             clean = torch.tanh(x @ a.T) @ w.T + c * torch.sin(x @ v.T)
             y = (clean + noise * torch.randn(n, num_tasks, generator=gen)) * torch.tensor(self.scales)
             self.splits[split] = (x, y)
+
+    @classmethod
+    def check_arguments(cls, args: Mapping[str, Any]) -> None:
+        super().check_arguments(args)
+        num_tasks = args.get("num_tasks", 3)
+        if num_tasks < 1:
+            raise ConfigError(f"synthetic num_tasks must be >= 1, got {num_tasks}")
+        scales = args.get("scales")
+        if scales is not None and (len(scales) != num_tasks or any(not s > 0 for s in scales)):
+            raise ConfigError(f"synthetic scales must be {num_tasks} positive numbers, got {list(scales)}")
+        for key in ("n_train", "n_val", "n_test", "input_dim", "latent_dim", "hidden"):
+            if key in args and args[key] < 1:
+                raise ConfigError(f"synthetic {key} must be >= 1, got {args[key]}")
+        if "noise" in args and not args["noise"] > 0:
+            raise ConfigError(f"synthetic noise must be > 0, got {args['noise']}")
+
+    @classmethod
+    def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
+        super().check_model_arguments(architecture, kwargs)
+        hidden = kwargs.get("hidden", 1)
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+            raise ConfigError(f"synthetic model argument hidden must be an integer >= 1, got {hidden!r}")
 
     @property
     def reference(self) -> Nested:
@@ -104,11 +136,8 @@ class SyntheticRegression(MTLDataset):
             yield x[idx], {t.name: y[idx, i] for i, t in enumerate(self.tasks)}
 
     def build_model(self, architecture: str = "hps", **kwargs: Any) -> HPS:
-        if architecture != "hps":
-            raise ConfigError(f"synthetic supports architectures: hps; got '{architecture}'")
-        hidden = int(kwargs.pop("hidden", self.hidden))
-        if kwargs:
-            raise ConfigError(f"unknown model argument(s) {sorted(kwargs)} for synthetic; valid: hidden")
+        self.check_model_arguments(architecture, kwargs)
+        hidden = int(kwargs.get("hidden", self.hidden))
         encoder = mlp([self.input_dim, hidden, hidden])
         return HPS(encoder, {t.name: nn.Linear(hidden, 1) for t in self.tasks})
 

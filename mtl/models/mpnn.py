@@ -169,6 +169,9 @@ class MPNNEncoder(nn.Module):
         edge_net = nn.Sequential(
             nn.Linear(num_edge_features, edge_hidden), nn.ReLU(), nn.Linear(edge_hidden, dim * dim)
         )
+        from mtl.models.pyg import import_pyg
+
+        import_pyg()  # without PyG's torch.jit.script deprecation warnings
         from torch_geometric.nn import NNConv, Set2Set
 
         conv_cls = FactorizedNNConv if conv == "factorized" else NNConv

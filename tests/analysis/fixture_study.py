@@ -15,6 +15,7 @@ metrics, so a table that read the wrong epoch would show it.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from dataclasses import dataclass, field
 
@@ -26,6 +27,17 @@ REF = {"synthetic": {"t0": 1.0, "t1": 2.0}, "toy_cls": {"a": 80.0, "b": 90.0}}
 HIGHER = {"synthetic": False, "toy_cls": True}
 METRIC = {"synthetic": "mae", "toy_cls": "acc"}
 DEVICE = {"synthetic": "cpu", "toy_cls": "cuda:0 (NVIDIA H100 80GB HBM3)"}
+# each method's (balancer, aggregator), as study.trial stores them (mtl.methods.parse_method)
+PARTS = {
+    "ew": ("ew", None),
+    "si": ("si", None),
+    "max_norm": ("ew", "max_norm"),
+    "db_mtl": ("si", "max_norm"),
+    "igbv1": ("igbv1", None),
+    "rlw": ("rlw", None),
+}
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # the study's first trial starts here
+NODES = ("node-a", "node-b")
 TIMES = {  # seconds per epoch, per (dataset, method)
     ("synthetic", "ew"): (0.9, 1.0, 1.1),
     ("synthetic", "si"): (0.9, 1.0, 1.1),
@@ -163,16 +175,47 @@ def _records(spec: Spec) -> list[dict]:
     return records
 
 
+def schedule(index: int, spec: Spec) -> tuple[dt.datetime, dt.datetime | None, str]:
+    """(started_at, ended_at, node) of the ``index``-th trial: two nodes take trials in turn, a trial every
+    100 s on each (node-b 1 s later), each running its wall time (< 100 s); running trials have no end."""
+    node = NODES[index % 2]
+    start = T0 + dt.timedelta(seconds=100.0 * (index // 2) + (index % 2))
+    if spec.status == "running":
+        return start, None, node
+    return start, start + dt.timedelta(seconds=wall_time(spec)), node
+
+
+def wall_time(spec: Spec) -> float:
+    return sum(r["time_epoch"] for r in _records(spec)) + 1.0
+
+
 def write_study(root: str) -> str:
     """Write the fixture study under ``root``; returns the study folder."""
     w = ResultsWriter(root, STUDY)
-    for spec in specs():
-        info = TrialInfo(STUDY, spec.dataset, spec.method, spec.trial_id, spec.seed, spec.hp, HP_TYPES)
+    for index, spec in enumerate(specs()):
+        metric = METRIC[spec.dataset]
+        directions = {f"{task}/{metric}": HIGHER[spec.dataset] for task in REF[spec.dataset]}
+        balancer, aggregator = PARTS[spec.method]
+        info = TrialInfo(
+            STUDY,
+            spec.dataset,
+            spec.method,
+            spec.trial_id,
+            spec.seed,
+            spec.hp,
+            HP_TYPES,
+            balancer=balancer,
+            aggregator=aggregator,
+            directions=directions,
+        )
         records = _records(spec)
         device = DEVICE[spec.dataset]
+        started, ended, node = schedule(index, spec)
         for i, rec in enumerate(records):
             bad = spec.status == "failed" and i == len(records) - 1
-            w.write_epoch(info, rec, status="nonfinite" if bad else "ok", host="h1", device=device)
+            w.write_epoch(
+                info, rec, status="nonfinite" if bad else "ok", host=node, device=device, node_id=node
+            )
         error = "non-finite metric: epoch 1: val_delta_p" if spec.status == "failed" else None
         w.write_trial(
             info,
@@ -180,9 +223,12 @@ def write_study(root: str) -> str:
             records=records,
             error=error,
             max_epochs=3,
-            wall_time=sum(r["time_epoch"] for r in records) + 1.0,
-            host="h1",
+            wall_time=wall_time(spec),
+            host=node,
             device=device,
+            node_id=node,
+            started_at=started,
+            ended_at=ended,
             train_config={"seed": spec.seed},
         )
     return w.root

@@ -26,6 +26,7 @@ EXPECTED_FILES = {
     "fig9_train_loss_synthetic",
     "fig9_train_loss_toy_cls",
     "fig10_grad_cos",
+    "learning_curves",
     "asha",
     "pareto_cost",
 }

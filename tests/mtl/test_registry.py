@@ -54,7 +54,7 @@ def test_kwargs_are_routed_and_prefixes_work():
 
 def test_method_parameters_lists_defaults():
     params = method_parameters("db_mtl")
-    assert params == {"beta": 0.9, "beta_sigma": 0.5, "alpha_strategy": "max", "alpha_constant": 1.0}
+    assert params == {"beta": 0.9, "beta_sigma": 0.0, "alpha_strategy": "max", "alpha_constant": 1.0}
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from mtl.config import TrainConfig
 from mtl.errors import ConfigError, NonFiniteLossError
 from mtl.train import StopTraining, Trainer, fit
 
-TIME_KEYS = {"time_train", "time_eval", "time_epoch"}
+TIME_KEYS = {"time_train", "time_eval", "time_epoch", "time_diag"}
 
 
 def _config(method="db_mtl", epochs=4, **kw):

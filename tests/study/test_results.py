@@ -140,3 +140,54 @@ def test_results_module_imports_no_ray_or_torch():
     code = "import sys, study.results; print('ray' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_rows_store_identity_directions_and_trial_times(tmp_path):
+    import datetime as dt
+
+    w = ResultsWriter(str(tmp_path), "demo")
+    info = TrialInfo(
+        "demo",
+        "synthetic",
+        "db_mtl",
+        "a_00000",
+        0,
+        balancer="si",
+        aggregator="max_norm",
+        directions={"t0/mae": False, "t1/acc": True},
+    )
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    w.write_epoch(info, record(0, -1.0), host="h", node_id="n1")
+    w.write_trial(info, status="running", records=[record(0, -1.0)], host="h", node_id="n1", started_at=start)
+    trial = read_trials(str(tmp_path / "demo")).iloc[0]
+    assert (trial["schema_version"], trial["balancer"], trial["aggregator"]) == (2, "si", "max_norm")
+    assert trial["higher_is_better/t0/mae"] == False and trial["higher_is_better/t1/acc"] == True  # noqa: E712
+    assert pd.isna(trial["ended_at"]) and trial["started_at"] == pd.Timestamp(start)
+    assert (trial["host"], trial["node_id"]) == ("h", "n1")
+    epoch = read_epochs(str(tmp_path / "demo")).iloc[0]
+    assert (epoch["balancer"], epoch["higher_is_better/t1/acc"]) == ("si", True)
+    # the driver's rewrite of an ended trial passes the row read back as `summary`: identity is kept
+    row = w.read_trial_row("synthetic", "db_mtl", "a_00000")
+    keep = {
+        "epochs_done",
+        "best_epoch",
+        "best_val_delta_p",
+        "time_total",
+        "balancer",
+        "aggregator",
+        "ended_at",
+    }
+    summary = {
+        k: v for k, v in row.items() if k in keep or k.startswith(("higher_is_better/", "test", "val"))
+    }
+    bare = TrialInfo("demo", "synthetic", "db_mtl", "a_00000", 0)
+    w.write_trial(bare, status="stopped", summary=summary, started_at=row["started_at"])
+    stopped = read_trials(str(tmp_path / "demo")).iloc[0]
+    assert (stopped["balancer"], stopped["aggregator"], stopped["higher_is_better/t0/mae"]) == (
+        "si",
+        "max_norm",
+        False,
+    )
+    assert stopped["ended_at"] >= stopped["started_at"] and stopped["best_val_delta_p"] == -1.0
+    with pytest.raises(ValueError, match="task>/<metric"):
+        TrialInfo("demo", "d", "m", "t", 0, directions={"mae": True})

@@ -241,3 +241,134 @@ def test_validate_study_overrides(tmp_path):
     study = validate_study(data, overrides={"name": "other", "storage": "s3://bucket/prefix"})
     assert study.name == "other" and study.storage == "s3://bucket/prefix"
     assert yaml.safe_load(study.to_yaml())["name"] == "other"
+
+
+# -- issue 13: every bad input answered at validation, before Ray starts ---------------------------------
+MINIMAL = "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 2}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (
+            "datasets: [{name: synthetic, kwargs: {n_train: -5}}]",
+            "datasets[0]: synthetic n_train must be >= 1",
+        ),
+        ("datasets: [{name: synthetic, kwargs: {num_tasks: 0}}]", "synthetic num_tasks must be >= 1, got 0"),
+        ("datasets: [{name: synthetic, kwargs: {noise: [1]}}]", "synthetic noise must be a number, got [1]"),
+        ("datasets: [{name: synthetic, kwargs: {scales: [1, 2]}}]", "scales must be 3 positive numbers"),
+        ("datasets: [{name: qm9, kwargs: {graph: bonds}}]", "qm9 graph must be 'complete' or 'bond'"),
+        ("datasets: [{name: nyuv2, kwargs: {val_fraction: 1.5}}]", "nyuv2 val_fraction must be in (0, 1)"),
+        ("datasets: [{name: office31, kwargs: {image_size: 8}}]", "office31 image_size must be >= 32"),
+        (
+            "train: {epochs: 2, model_kwargs: {hiddn: 8}}",
+            "train.model_kwargs: unknown model argument(s) ['hiddn'] for synthetic (did you mean 'hidden'?); "
+            "valid: hidden",
+        ),
+        (
+            "train: {epochs: 2, architecture: mtan}",
+            "train.architecture: synthetic supports architectures: hps",
+        ),
+        ("space: {model.hidden: {choice: [8, 0]}}", "space.model.hidden: synthetic model argument hidden"),
+        ("space: {dataset.n_val: {int: [0, 9]}}", "space.dataset.n_val: synthetic n_val must be >= 1, got 0"),
+        ("space: {architecture: {choice: [hps, mtan]}}", "space.architecture: synthetic supports"),
+    ],
+)
+def test_dataset_and_model_arguments_are_checked_at_validation(extra, expected):
+    key = extra.split(":")[0]
+    text = "\n".join(line for line in MINIMAL.splitlines() if not line.startswith(key)) + "\n" + extra + "\n"
+    assert expected in errors_of(text)
+
+
+def test_validation_checks_dataset_arguments_without_building_the_dataset(monkeypatch):
+    import functools
+
+    from mtl.data.synthetic import SyntheticRegression
+
+    def refusing(method):
+        @functools.wraps(method)  # keeps the signature and type hints the checks read
+        def refuse(*_args, **_kwargs):
+            raise AssertionError("validation built the dataset or its model")
+
+        return refuse
+
+    monkeypatch.setattr(SyntheticRegression, "__init__", refusing(SyntheticRegression.__init__))
+    monkeypatch.setattr(SyntheticRegression, "build_model", refusing(SyntheticRegression.build_model))
+    text = MINIMAL.replace("[synthetic]", "[{name: synthetic, kwargs: {n_train: 64}}]")
+    study = parse_study(text, default_name="x")
+    assert study.datasets[0].kwargs == {"n_train": 64}
+
+
+def test_duplicate_yaml_keys_are_rejected_with_their_lines():
+    message = errors_of(MINIMAL + "seeds: [0]\ntrain: {epochs: 9}\n")
+    assert "duplicate key 'train' (first given on line 3)" in message and "line 5" in message
+    nested = errors_of(MINIMAL.replace("{epochs: 2}", "{epochs: 2, lr: 0.1, lr: 0.2}"))
+    assert "duplicate key 'lr'" in nested
+    # a key given next to a merge key overrides the merged one: not a duplicate
+    merged = MINIMAL.replace("train: {epochs: 2}", "train: {<<: {epochs: 2, lr: 0.1}, epochs: 3}")
+    assert parse_study(merged, default_name="x").train.epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ("seeds: [true]", "seeds[0]: Input should be a valid integer, not a boolean"),
+        ("search: {seed: false}", "search.seed: Input should be a valid integer, not a boolean"),
+        ("search: {seed: -1}", "search.seed: Input should be greater than or equal to 0"),
+        ("search: {seed: 4294967296}", "search.seed: Input should be less than or equal to 4294967295"),
+        ("max_failures: true", "max_failures: Input should be a valid integer, not a boolean"),
+        ('storage: ""', "storage: empty"),
+        ('storage: "  "', "storage: empty"),
+        ("space: {lrr: {loguniform: [1.0e-4, 1.0e-2]}}", "space.lrr: unknown hyperparameter 'lrr'"),
+    ],
+)
+def test_values_accepted_silently_before_are_rejected(extra, expected):
+    assert expected in errors_of(MINIMAL + extra + "\n")
+
+
+def test_a_searched_name_typo_suggests_the_training_setting():
+    message = errors_of(MINIMAL + "space: {lrr: {loguniform: [1.0e-4, 1.0e-2]}}\n")
+    assert "(did you mean 'lr'?)" in message and "lr, batch_size" in message and "valid: log" in message
+    assert message.count("unknown hyperparameter 'lrr'") == 1
+    model_typo = errors_of(MINIMAL + "space: {model.hiden: {choice: [8]}}\n")
+    assert (
+        "space.model.hiden: unknown model argument(s) ['hiden'] for synthetic (did you mean 'hidden'?)"
+        in model_typo
+    )
+
+
+def test_storage_on_an_existing_file_is_rejected_and_uris_are_not_probed(tmp_path):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("")
+    for storage in (blocker, blocker / "deeper"):
+        message = errors_of(MINIMAL + f"storage: '{storage}'\n")
+        assert f"storage: '{blocker}' is a file, not a folder" in message
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "x").write_text("")  # the study's own folder would be this file
+    assert "is a file, not a folder" in errors_of(MINIMAL + f"storage: '{tmp_path / 'store'}'\n")
+    assert parse_study(MINIMAL + "storage: s3://bucket/prefix\n", default_name="x").storage.startswith(
+        "s3://"
+    )
+    assert parse_study(MINIMAL + f"storage: '{tmp_path / 'new' / 'dir'}'\n", default_name="x")
+    assert not (tmp_path / "new").exists()  # validation creates nothing
+
+
+def test_a_binary_study_file_is_a_clear_error(tmp_path, capsys):
+    path = tmp_path / "study.yaml"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(128, 256)))
+    with pytest.raises(StudyError, match=r"not a text \(UTF-8\) file: byte 0x8b at offset 1"):
+        load_study(path)
+    assert main(["check", str(path)]) == 2
+    assert "not a text (UTF-8) file" in capsys.readouterr().err
+
+
+def test_a_study_that_fails_validation_starts_nothing(tmp_path, capsys):
+    """`study run` on a file whose dataset arguments are out of range: exit 2, no folder, no Ray."""
+    import ray
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(MINIMAL.replace("[synthetic]", "[{name: synthetic, kwargs: {n_train: -5}}]"))
+    storage = tmp_path / "results"
+    assert main(["run", str(path), "--storage", str(storage)]) == 2
+    assert "datasets[0]: synthetic n_train must be >= 1, got -5" in capsys.readouterr().err
+    assert not storage.exists() and not ray.is_initialized()

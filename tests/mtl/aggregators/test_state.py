@@ -10,7 +10,7 @@ from mtl.config import TrainConfig
 from mtl.train import StopTraining, Trainer, fit
 from tests.mtl.aggregators.helpers import build, ctx, params, random_grads
 
-TIME_KEYS = {"time_train", "time_eval", "time_epoch"}
+TIME_KEYS = {"time_train", "time_eval", "time_epoch", "time_diag"}
 
 
 def _inputs(step):

@@ -14,7 +14,7 @@ from mtl.errors import ConfigError
 from mtl.methods import build_method
 from mtl.train import StopTraining, Trainer, fit
 
-TIME_KEYS = {"time_train", "time_eval", "time_epoch"}
+TIME_KEYS = {"time_train", "time_eval", "time_epoch", "time_diag"}
 
 
 def igbv2(num_tasks=3, seed=0, **kwargs):

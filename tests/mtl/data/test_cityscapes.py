@@ -76,7 +76,7 @@ def test_one_epoch_segnet_mtan(tmp_path):
         batch_size=2,
         max_steps_per_epoch=1,
         architecture="segnet_mtan",
-        dataset_kwargs={"root": str(tmp_path), "resolution": [32, 64], "reference_table": "none"},
+        dataset_kwargs={"root": str(tmp_path), "resolution": [32, 64]},
     )
     (record,) = fit(config)
     assert math.isfinite(record["test/segmentation/miou"]) and math.isfinite(record["grad_norm/depth"])

@@ -17,7 +17,6 @@ from mtl.data.qm9 import (
     ATOMREF_HARTREE,
     COVALENT_RADII,
     HARTREE_TO_MEV,
-    STL_REFERENCE,
     TASKS,
     atomization_energy_mev,
     featurize,
@@ -57,8 +56,10 @@ def small():
     return build_dataset("qm9", limit=400, progress=False)
 
 
-def _graph(raw, row):
-    g = featurize(raw.smiles[row], raw.elements[row], parse_xyz(raw.xyz[row]))
+def _graph(raw, row, features="rdkit"):
+    """The sanitised features (hybridisation and aromaticity set) unless ``features`` says otherwise; the
+    default "reference" features are tested in test_qm9_features.py."""
+    g = featurize(raw.smiles[row], raw.elements[row], parse_xyz(raw.xyz[row]), features)
     assert not isinstance(g, str), g
     return g
 
@@ -165,7 +166,7 @@ def test_alignment_is_equivariant_to_permuting_the_xyz_atoms(raw):
         g = _graph(raw, row)
         els, pos = raw.elements[row], parse_xyz(raw.xyz[row])
         perm = rng.permutation(len(els))  # new atom k is old atom perm[k]
-        gp = featurize(raw.smiles[row], [els[k] for k in perm], pos[perm])
+        gp = featurize(raw.smiles[row], [els[k] for k in perm], pos[perm], "rdkit")
         assert not isinstance(gp, str)
         np.testing.assert_array_equal(gp.x, g.x[perm])
         np.testing.assert_array_equal(gp.pos, g.pos[perm])
@@ -227,12 +228,14 @@ def test_atomrefs_match_pygs_ev_table():
 
 
 def test_reference_table_and_delta_p(small):
-    assert small.reference == STL_REFERENCE
+    from mtl.data.references import reference
+
+    assert small.reference == reference("qm9")  # DB-MTL Table 3 (numbers pinned in test_references.py)
     assert [t.name for t in small.tasks] == list(TASKS)
-    assert small.reference["homo"]["mae"] == 58.8 and small.reference["cv"]["mae"] == 0.0644
-    same = delta_p(STL_REFERENCE, small.reference, small.higher_is_better)
+    assert small.reference["homo"]["mae"] == 58.82 and small.reference["cv"]["mae"] == 0.069
+    same = delta_p(reference("qm9"), small.reference, small.higher_is_better)
     assert same == 0.0
-    worse = {t: {"mae": 2 * m["mae"]} for t, m in STL_REFERENCE.items()}
+    worse = {t: {"mae": 2 * m["mae"]} for t, m in reference("qm9").items()}
     assert delta_p(worse, small.reference, small.higher_is_better) == pytest.approx(-100.0)
 
 
@@ -377,7 +380,7 @@ def test_cache_is_lazy_reused_validated_and_rebuilt(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     kw = {"source": str(src), "cache_dir": str(cache), "progress": False}
     sub = build_dataset("qm9", subset=26, **kw)
-    path = cache / f"qm9-v{qm9.CACHE_VERSION}.pt"
+    path = cache / f"qm9-v{qm9.CACHE_VERSION}-reference.pt"
     assert path.is_file() and sub.stats["featurized"] == 26  # only the subset's molecules
 
     real = qm9.featurize

@@ -1,0 +1,71 @@
+"""One Tune trial scheduler for a whole study that keeps one scheduler per (dataset, method) group.
+
+Every callback is routed by the trial's group (its config key :data:`study.searcher.GROUP_KEY`), so each
+group's ASHA compares only that group's trials: a method is stopped early only for being worse than trials of
+the same dataset and method, never because another method's Δp scale differs. Which pending trial runs next
+is first come, first served across the whole study (Tune's FIFO rule), so the groups share one pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from study.searcher import GROUP_KEY
+
+
+def group_of(trial: Any) -> str:
+    """The group a Tune trial belongs to (from its public ``config``)."""
+    return str(trial.config[GROUP_KEY])
+
+
+class StudyScheduler(TrialScheduler):
+    """Routes each trial to the scheduler of its group, made on first use by ``make(group)``."""
+
+    def __init__(
+        self, make: Callable[[str], TrialScheduler], groups: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.make = make
+        self.schedulers: dict[str, TrialScheduler] = {}
+        self._order = FIFOScheduler()
+        for name in groups or ():
+            self.of(name)
+
+    def of(self, group: str) -> TrialScheduler:
+        if group not in self.schedulers:
+            self.schedulers[group] = self.make(group)
+        return self.schedulers[group]
+
+    def _for(self, trial: Any) -> TrialScheduler:
+        return self.of(group_of(trial))
+
+    @property
+    def supports_buffered_results(self) -> bool:
+        return all(s.supports_buffered_results for s in self.schedulers.values())
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return all(s.set_search_properties(metric, mode, **spec) for s in self.schedulers.values())
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._for(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._for(trial).on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        return self._for(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._for(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._for(trial).on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        return self._order.choose_trial_to_run(tune_controller)
+
+    def debug_string(self) -> str:
+        return "\n".join(f"{name}: {s.debug_string()}" for name, s in sorted(self.schedulers.items()))

@@ -1,0 +1,195 @@
+"""The one-pool engine's plug points without a Ray cluster: the dispatching searcher (per-group searches,
+repeats over seeds, the study-wide and per-group caps, save/restore) and the per-group scheduler (each
+group's ASHA sees only its own trials), plus the failure reason read from Tune's error file."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import Searcher
+
+from study.scheduler import StudyScheduler
+from study.schema import validate_study
+from study.searcher import GROUP_KEY, GroupSearch, StudySearcher
+from study.tuner import _error_text, make_searcher
+
+from .conftest import study_dict
+
+
+def seeds_only(name: str, seeds: list[int]) -> GroupSearch:
+    return GroupSearch(name, {}, seeds, "optuna", 4, 0, study_name=name)
+
+
+def drain(searcher: StudySearcher, prefix: str = "t") -> list[tuple[str, dict]]:
+    """Suggest until the searcher has nothing to give right now."""
+    out = []
+    while True:
+        trial_id = f"{prefix}{len(out)}"
+        config = searcher.suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            return out
+        out.append((trial_id, config))
+
+
+def test_global_cap_binds_when_nothing_is_searched():
+    """Issue 13 item 3: with max_concurrent 1 only one seed-only trial is out at a time, across groups."""
+    searcher = StudySearcher(
+        {"a": seeds_only("a", [0, 1, 2, 3]), "b": seeds_only("b", [0, 1])}, "m", "max", max_concurrent=1
+    )
+    assert searcher.total == 6
+    seen = []
+    for _ in range(6):
+        (trial_id, config), *rest = drain(searcher, prefix=f"x{len(seen)}_")
+        assert rest == []  # the cap: nothing more until the running trial ends
+        seen.append((config[GROUP_KEY], config["seed"]))
+        searcher.on_trial_complete(trial_id, {"m": 1.0})
+    assert searcher.suggest("last") == Searcher.FINISHED
+    assert sorted(seen) == [("a", 0), ("a", 1), ("a", 2), ("a", 3), ("b", 0), ("b", 1)]
+    assert seen[:2] in ([("a", 0), ("b", 0)], [("b", 0), ("a", 0)])  # groups take turns
+
+
+def test_dispatch_is_least_loaded_and_per_group_cap_binds():
+    groups = {name: seeds_only(name, [0, 1, 2]) for name in ("a", "b", "c")}
+    searcher = StudySearcher(groups, "m", "max", max_concurrent=5, max_per_group=2)
+    out = drain(searcher)
+    counts = {name: sum(1 for _, c in out if c[GROUP_KEY] == name) for name in groups}
+    assert len(out) == 5 and max(counts.values()) == 2 and min(counts.values()) == 1
+    full = [name for name, n in counts.items() if n == 2]
+    searcher.on_trial_complete(next(t for t, c in out if c[GROUP_KEY] == full[0]), {"m": 0.0})
+    (_, config), *rest = drain(searcher, prefix="u")
+    assert rest == [] and config[GROUP_KEY] != full[1]  # the group still at its cap gets none
+
+
+def test_optuna_repeats_each_config_per_seed_and_tells_the_mean():
+    from study.schema import Param
+
+    space = {"lr": Param.model_validate({"loguniform": [1e-3, 1e-1]})}
+    group = GroupSearch("g", space, [0, 1, 2], "optuna", 2, 0, study_name="g")
+    searcher = StudySearcher({"g": group}, "m", "max")
+    out = drain(searcher)
+    assert len(out) == 6 and searcher.suggest("more") == Searcher.FINISHED
+    lrs = [c["lr"] for _, c in out]
+    assert lrs[0] == lrs[1] == lrs[2] != lrs[3] == lrs[4] == lrs[5]
+    assert [c["seed"] for _, c in out] == [0, 1, 2, 0, 1, 2]
+    scores = [1.0, math.nan, 3.0, None, None, None]  # config 2: every repeat failed
+    for (trial_id, _), score in zip(out, scores, strict=True):
+        searcher.on_trial_complete(trial_id, None if score is None else {"m": score}, error=score is None)
+    first, second = group.optuna.get_trials(deepcopy=False)
+    assert first.state == optuna.trial.TrialState.COMPLETE and first.value == pytest.approx(2.0)
+    assert second.state == optuna.trial.TrialState.FAIL
+
+
+def test_random_and_grid_searches_pair_seeds(tmp_path):
+    data = study_dict(
+        tmp_path,
+        "grid",
+        methods=[{"name": "db_mtl", "space": {"beta": {"choice": [0.1, 0.5, 0.9]}}}],
+        seeds=[0, 1],
+        search={"algorithm": "grid", "seed": 0, "num_samples": None},
+        resources={"max_concurrent_trials": None},
+    )
+    searcher = make_searcher(validate_study(data))
+    out = drain(searcher)
+    assert searcher.total == 6 and len(out) == 6
+    assert sorted((c["beta"], c["seed"]) for _, c in out) == [(b, s) for b in (0.1, 0.5, 0.9) for s in (0, 1)]
+    data["search"] = {"algorithm": "random", "seed": 3, "num_samples": 3}
+    data["space"] = {"lr": {"loguniform": [1e-3, 1e-2]}}
+    again = [drain(make_searcher(validate_study(data))) for _ in range(2)]
+    assert [c for _, c in again[0]] == [c for _, c in again[1]]  # seeded
+    lrs = [c["lr"] for _, c in again[0]]
+    assert all(1e-3 <= lr <= 1e-2 for lr in lrs) and len(set(lrs)) == 3 and lrs[0] == lrs[1]
+
+
+def test_save_and_restore_continue_every_group(tmp_path):
+    from study.schema import Param
+
+    def make() -> StudySearcher:
+        space = {"beta": Param.model_validate({"uniform": [0.1, 0.9]})}
+        groups = {
+            "opt": GroupSearch("opt", space, [0, 1], "optuna", 3, 0, study_name="opt"),
+            "plain": seeds_only("plain", [0, 1]),
+        }
+        return StudySearcher(groups, "m", "max", max_concurrent=3)
+
+    original = make()
+    first = drain(original)
+    original.on_trial_complete(first[0][0], {"m": 1.0})
+    original.save(str(tmp_path / "searcher.pkl"))
+    restored = make()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.running() == original.running() == 2
+    # the same next suggestions, and nothing handed out twice
+    for step in range(6):
+        a, b = original.suggest(f"n{step}"), restored.suggest(f"n{step}")
+        assert a == b
+        if a not in (None, Searcher.FINISHED):
+            original.on_trial_complete(f"n{step}", {"m": 0.5})
+            restored.on_trial_complete(f"n{step}", {"m": 0.5})
+    for searcher in (original, restored):
+        for trial_id, _ in first[1:]:
+            searcher.on_trial_complete(trial_id, {"m": 0.0})
+        drain(searcher, prefix="z")
+        assert searcher.suggest("end") == Searcher.FINISHED
+    assert sorted(restored.groups["plain"].trial_config) == sorted(original.groups["plain"].trial_config)
+
+
+def fake_trial(trial_id: str, group: str) -> SimpleNamespace:
+    return SimpleNamespace(trial_id=trial_id, config={GROUP_KEY: group})
+
+
+def test_each_groups_asha_compares_only_its_own_trials():
+    """Group b's scores are 100x group a's: one shared ASHA would stop every trial of a at its first rung;
+    per-group ASHA stops only the worse trial of each group."""
+
+    def make(_group: str) -> ASHAScheduler:
+        return ASHAScheduler(
+            time_attr="t", metric="m", mode="max", max_t=4, grace_period=1, reduction_factor=2
+        )
+
+    scheduler = StudyScheduler(make, ["a", "b"])
+    trials = [fake_trial(f"{g}{i}", g) for g in ("b", "a") for i in range(2)]
+    for trial in trials:
+        scheduler.on_trial_add(None, trial)
+    scale = {"a": 1.0, "b": 100.0}
+    decisions = {
+        trial.trial_id: scheduler.on_trial_result(
+            None, trial, {"t": 1, "m": scale[trial.config[GROUP_KEY]] * (1 + int(trial.trial_id[1]))}
+        )
+        for trial in trials
+    }
+    # in each group the second trial (better) continues, the first (worse, reported first) is judged alone
+    assert decisions["a1"] == TrialScheduler.CONTINUE and decisions["b1"] == TrialScheduler.CONTINUE
+    assert set(scheduler.schedulers) == {"a", "b"}
+    lone = StudyScheduler(make)  # the same results through ONE ASHA for everything
+    shared = lone.of("all")
+    for trial in trials:
+        shared.on_trial_add(None, trial)
+    mixed = {
+        trial.trial_id: shared.on_trial_result(
+            None, trial, {"t": 1, "m": scale[trial.config[GROUP_KEY]] * (1 + int(trial.trial_id[1]))}
+        )
+        for trial in trials
+    }
+    assert mixed["a1"] == TrialScheduler.STOP  # what per-group scheduling prevents
+
+
+def test_error_text_reads_the_trials_own_message(tmp_path):
+    """Issue 13 item 1: the recorded reason is the exception's message from Tune's error file, the last
+    failure of several; only without any text is the process said to have died."""
+    error_file = tmp_path / "error.txt"
+    error_file.write_text(
+        "Failure # 1 (occurred at 2026-01-01_00-00-00)\nray.exceptions.RayTaskError: earlier\n"
+        "Failure # 2 (occurred at 2026-01-01_00-00-05)\n"
+        '\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1, ip=1)\n  File "x.py", line 1, in f\n'
+        "mtl.errors.ConfigError: unknown model argument(s) ['hiddn'] for synthetic; valid: hidden\n"
+    )
+    trial = SimpleNamespace(error_file=str(error_file), get_error=lambda: None)
+    assert _error_text(trial) == (
+        "mtl.errors.ConfigError: unknown model argument(s) ['hiddn'] for synthetic; valid: hidden"
+    )
+    gone = SimpleNamespace(error_file=None, get_error=lambda: None)
+    assert "died" in _error_text(gone)
