@@ -103,6 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         reference=args.reference,
         plots_dir=args.plots_dir,
         command=args.command_line,
+        focus=args.focus,
     )
     print(path)
     return 0
@@ -153,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "md"])
     p.add_argument("--baseline", default="ew", help="method the paired comparisons are against")
     p.add_argument("--n-boot", type=int, default=10_000)
+    p.add_argument(
+        "--focus",
+        metavar="METHOD",
+        help="compare METHOD against every other method (METHOD − other) instead of all against --baseline",
+    )
     p.add_argument(
         "--plots-dir",
         help="keep the figures here (PNG and PDF); a Markdown report then links them instead of embedding",

@@ -75,10 +75,12 @@ def progress_table(study: Study) -> Table:
     return Table("Progress — trials per status", columns, rows, notes, row_header="dataset / method")
 
 
-def _comparisons(study: Study, dataset: str, baseline: str, n_boot: int) -> list[PairedComparison | str]:
+def _comparisons(
+    study: Study, dataset: str, baseline: str, n_boot: int, focus: bool = False
+) -> list[PairedComparison | str]:
     if baseline not in study.methods(dataset):
         return [f"no {baseline} trials on {dataset}: no paired comparison against it"]
-    return compare_all(study, dataset, baseline=baseline, n_boot=n_boot)
+    return compare_all(study, dataset, baseline=baseline, n_boot=n_boot, focus=focus)
 
 
 def _link(path: Path, base: Path) -> str:
@@ -91,7 +93,7 @@ def _png_data_uri(path: Path) -> str:
 
 
 def _sections(
-    study: Study, baseline: str, n_boot: int, paper: Study | None = None
+    study: Study, baseline: str, n_boot: int, paper: Study | None = None, focus: bool = False
 ) -> list[tuple[str, list[object]]]:
     """(heading, [Table | list of comparisons | str]) in report order. ``paper``: the same study scored
     against the published STL rows, shown after the main sections when ``study`` uses another reference."""
@@ -103,7 +105,7 @@ def _sections(
         items: list[object] = []
         if not study.trials.empty:
             items += [leaderboard(study, dataset), delta_m_table(study, dataset)]
-            items.append(_comparisons(study, dataset, baseline, n_boot))
+            items.append(_comparisons(study, dataset, baseline, n_boot, focus))
         sections.append((f"Dataset {dataset}", items))
     if not study.trials.empty:
         sections.append(("Ablation", [ablation_table(study)]))
@@ -111,6 +113,12 @@ def _sections(
         items = [ablation_table(paper), *(leaderboard(paper, d) for d in paper.datasets)]
         sections.append(("Against the published STL rows (for reference)", items))
     return sections
+
+
+def _comparison_heading(baseline: str, focus: bool) -> str:
+    if focus:
+        return f"Paired comparisons of {baseline} against each other method (bootstrap over seeds)"
+    return f"Paired comparisons against {baseline} (bootstrap over seeds)"
 
 
 def _comparison_text(items: list[PairedComparison | str]) -> list[str]:
@@ -124,6 +132,7 @@ def render_html(
     n_boot: int = 10_000,
     paper: Study | None = None,
     link_from: Path | None = None,
+    focus: bool = False,
 ) -> str:
     """The report as one HTML page (CSS inline, figures as base64 PNG)."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -135,15 +144,13 @@ def render_html(
         f"<h1>Study report — {html.escape(study.name)}</h1>",
         f"<p>{html.escape(study.path)} · generated {now} · {html.escape(RULE)}</p>",
     ]
-    for heading, items in _sections(study, baseline, n_boot, paper):
+    for heading, items in _sections(study, baseline, n_boot, paper, focus):
         out.append(f"<h2>{html.escape(heading)}</h2>")
         for item in items:
             if isinstance(item, Table):
                 out.append(render(item, "html"))
             elif isinstance(item, list):
-                out.append(
-                    f"<h3>Paired comparisons against {html.escape(baseline)} (bootstrap over seeds)</h3>"
-                )
+                out.append(f"<h3>{html.escape(_comparison_heading(baseline, focus))}</h3>")
                 out.append(
                     "<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in _comparison_text(item)) + "</ul>"
                 )
@@ -169,6 +176,7 @@ def render_markdown(
     n_boot: int = 10_000,
     paper: Study | None = None,
     link_from: Path | None = None,
+    focus: bool = False,
 ) -> str:
     """The report as one Markdown file (figures as base64 ``data:`` PNG images, or as links relative to
     ``link_from``, the report's folder, when the figures are kept)."""
@@ -179,13 +187,13 @@ def render_markdown(
         f"`{study.path}` · generated {now} · {RULE}",
         "",
     ]
-    for heading, items in _sections(study, baseline, n_boot, paper):
+    for heading, items in _sections(study, baseline, n_boot, paper, focus):
         out += [f"## {heading}", ""]
         for item in items:
             if isinstance(item, Table):
                 out += [render(item, "md"), ""]
             elif isinstance(item, list):
-                out += [f"### Paired comparisons against {baseline} (bootstrap over seeds)", ""]
+                out += [f"### {_comparison_heading(baseline, focus)}", ""]
                 out += [f"- {s}" for s in _comparison_text(item)] + [""]
             else:
                 out += [f"> {item}", ""]
@@ -211,6 +219,7 @@ def write_report(
     figures: list[Figure] | None = None,
     reference: str = "paper",
     command: str | None = None,
+    focus: str | None = None,
 ) -> Path:
     """Write the report of ``study`` (a :class:`Study` or its path) to ``out``.
 
@@ -220,6 +229,8 @@ def write_report(
     (deleted, embedded), unless already drawn ones are passed as ``figures``. ``reference`` (for a path):
     ``paper`` or ``study`` (:mod:`analysis.reference`); with ``study`` the report also shows the ablation
     and leaderboards against the published rows. ``command``: how to regenerate it, printed at the top.
+    ``focus``: compare that method against every other (its difference to each) instead of every method
+    against ``baseline``.
     Returns the report's path."""
     paper = None
     if isinstance(study, str):
@@ -235,7 +246,9 @@ def write_report(
     out = Path(out) if out is not None else Path(f"{study.name}_report.{fmt}")
     out.parent.mkdir(parents=True, exist_ok=True)
     renderer = render_html if fmt == "html" else render_markdown
-    kwargs = {"paper": paper}
+    kwargs = {"paper": paper, "focus": focus is not None}
+    if focus is not None:
+        baseline = focus
     if figures is not None:
         text = renderer(study, figures, baseline, n_boot, **kwargs)
     elif plots_dir is not None:

@@ -185,15 +185,24 @@ def compare(
 
 
 def compare_all(
-    study: Study, dataset: str, baseline: str = "ew", metric: str = "test_delta_p", **kwargs: float
+    study: Study,
+    dataset: str,
+    baseline: str = "ew",
+    metric: str = "test_delta_p",
+    *,
+    focus: bool = False,
+    **kwargs: float,
 ) -> list[PairedComparison | str]:
-    """Every method of ``dataset`` against ``baseline``; a method that cannot be paired gives the reason."""
+    """Every method of ``dataset`` against ``baseline`` (difference = method − baseline); with ``focus``,
+    ``baseline`` against every other method instead (difference = baseline − method: "is DB-MTL better than
+    each variant?"). A method that cannot be paired gives the reason."""
     out: list[PairedComparison | str] = []
     for method in study.methods(dataset):
         if method in (baseline, "stl"):
             continue
+        a, b = (baseline, method) if focus else (method, baseline)
         try:
-            out.append(compare(study, method, baseline, dataset=dataset, metric=metric, **kwargs))  # type: ignore[arg-type]
+            out.append(compare(study, a, b, dataset=dataset, metric=metric, **kwargs))  # type: ignore[arg-type]
         except (ValueError, KeyError) as exc:
-            out.append(f"{method} vs {baseline}: {exc}")
+            out.append(f"{a} vs {b}: {exc}")
     return out

@@ -428,7 +428,7 @@ class Study(Strict):
         return out
 
     def _check_spaces(self) -> list[str]:
-        problems = []
+        problems = self._check_grid_under_optuna()
         types: dict[str, tuple[str, str]] = {}
         for where, name, p in self._spaces():
             if name in RESERVED_HPARAMS:
@@ -437,8 +437,6 @@ class Study(Strict):
                 )
             if "/" in name or not name:
                 problems.append(f"{where}: hyperparameter names may not be empty or contain '/'")
-            if self.search.algorithm == "optuna" and p.kind == "grid":
-                problems.append(f"{where}: 'grid' is not supported by search.algorithm optuna; use 'choice'")
             if self.search.algorithm == "grid" and not p.discrete:
                 problems.append(
                     f"{where}: search.algorithm grid needs choice/grid values, got {p.kind}; "
@@ -487,6 +485,52 @@ class Study(Strict):
                     continue
         return problems
 
+    def _check_grid_under_optuna(self) -> list[str]:
+        """Under Optuna a group's ``grid`` parameters are enumerated only when its whole space is grid (e.g.
+        stl over tasks); mixed with sampled ones they have no meaning."""
+        if self.search.algorithm != "optuna":
+            return []
+        problems: dict[str, None] = {}
+        for i, m in enumerate(self.methods):
+            space = self.group_space(m)
+            grid = [n for n, p in space.items() if p.kind == "grid"]
+            if grid and len(grid) != len(space):
+                for n in grid:
+                    where = f"methods[{i}].space.{n}" if n in m.space else f"space.{n}"
+                    problems[
+                        f"{where}: 'grid' mixed with sampled parameters under search.algorithm optuna; use "
+                        "'choice', or search.algorithm random (grid values enumerated, the rest sampled); a "
+                        "space of grid parameters only is enumerated under optuna too"
+                    ] = None
+        return list(problems)
+
+    def _check_stl_task(self, i: int, m: MethodEntry, space: Space) -> list[str]:
+        """``stl`` trains one task: it must be given (fixed or searched) and be a task of every dataset."""
+        from mtl.data import dataset_task_names
+
+        if "task" in m.kwargs:
+            where, values = f"methods[{i}].kwargs.task", [m.kwargs["task"]]
+        elif "task" in space:
+            where = f"methods[{i}].space.task" if "task" in m.space else "space.task"
+            if not space["task"].discrete:
+                return [f"{where}: stl's task is a name: use {{grid: [...]}} or {{choice: [...]}}"]
+            values = space["task"].values
+        else:
+            return [
+                f"methods[{i}]: stl trains one task: give kwargs {{task: NAME}} or space "
+                "{task: {grid: [...]}} (one trial per task and seed)"
+            ]
+        problems = []
+        for d in self.datasets:
+            try:
+                names = dataset_task_names(d.name, d.kwargs)
+            except ConfigError:  # the dataset's own problem, reported by _check_datasets_and_models
+                continue
+            unknown = [v for v in values if v not in names]
+            if unknown:
+                problems.append(f"{where}: {unknown} not a task of {d.name}; tasks: {', '.join(names)}")
+        return problems
+
     def _check_registry(self) -> list[str]:
         from mtl.methods import build_method, method_parameters, parse_method
 
@@ -499,6 +543,8 @@ class Study(Strict):
                 problems.append(f"methods[{i}].name: {exc}")
                 continue
             space = self.group_space(m)
+            if spec.balancer == "stl":
+                problems += self._check_stl_task(i, m, space)
             method_hps = {k: p for k, p in space.items() if destination(k)[0] == "method_kwargs"}
             probes: list[tuple[str, dict[str, Any]]] = [(f"methods[{i}].kwargs", {})]
             method_args = sorted(method_parameters(m.name))

@@ -87,6 +87,8 @@ class GroupSearch:
         all_grid = bool(self.space) and all(p.kind == "grid" for p in self.space.values())
         # a space of grid parameters only (e.g. stl's task) is enumerated whatever the algorithm
         self.algorithm = ("grid" if all_grid else algorithm) if self.space else "seeds"
+        if all_grid:
+            samples = 1  # every combination once (per seed): repeating a grid only duplicates trials
         self.rng = np.random.default_rng(seed)
         self.configs: list[_Config] = []
         self.trial_config: dict[str, int] = {}  # trial id -> index into configs

@@ -18,6 +18,7 @@ __all__ = [
     "build_dataset",
     "check_dataset",
     "check_model",
+    "dataset_task_names",
 ]
 
 

@@ -97,6 +97,12 @@ class MTLDataset(ABC):
     def task_names(self) -> list[str]:
         return [t.name for t in self.tasks]
 
+    @classmethod
+    def task_names_for(cls, args: Mapping[str, Any]) -> list[str]:
+        """The task names a dataset built with constructor arguments ``args`` has, without building it
+        (a study checks ``stl``'s task against them)."""
+        return [t.name for t in cls.tasks]
+
     @property
     def higher_is_better(self) -> dict[str, dict[str, bool]]:
         return {t.name: dict(t.metrics) for t in self.tasks}

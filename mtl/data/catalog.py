@@ -27,6 +27,13 @@ def check_dataset(name: str, kwargs: Mapping[str, Any]) -> None:
         cls.check_arguments(bound.arguments)
 
 
+def dataset_task_names(name: str, kwargs: Mapping[str, Any]) -> list[str]:
+    """The task names of dataset ``name`` built with ``kwargs``, without reading any data."""
+    cls = DATASETS.factory(name)
+    values = DATASETS.coerce(name, dict(kwargs))
+    return cls.task_names_for(values) if isinstance(cls, type) and issubclass(cls, MTLDataset) else []
+
+
 def check_model(name: str, architecture: str, model_kwargs: Mapping[str, Any]) -> None:
     """Check an architecture and model keyword arguments for dataset ``name`` without building the model
     (what the dataset's ``build_model`` would reject). Raises ConfigError."""
@@ -44,4 +51,5 @@ __all__ = [
     "build_dataset",
     "check_dataset",
     "check_model",
+    "dataset_task_names",
 ]

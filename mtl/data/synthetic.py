@@ -98,6 +98,10 @@ class SyntheticRegression(MTLDataset):
             self.splits[split] = (x, y)
 
     @classmethod
+    def task_names_for(cls, args: Mapping[str, Any]) -> list[str]:
+        return [f"t{i}" for i in range(int(args.get("num_tasks", 3)))]
+
+    @classmethod
     def check_arguments(cls, args: Mapping[str, Any]) -> None:
         super().check_arguments(args)
         num_tasks = args.get("num_tasks", 3)

@@ -134,9 +134,12 @@ def test_cli_reference_flag_and_missing_stl_runs(path, tmp_path, capsys):
 
 def test_markdown_report_links_kept_figures_and_shows_both_references(path, tmp_path):
     out = tmp_path / "docs" / "report.md"
-    assert main(["report", path, "--reference", "study", "--format", "md", "--out", str(out),
-                 "--plots-dir", str(tmp_path / "docs" / "figures"), "--n-boot", "200"]) == 0  # fmt: skip
+    figures = str(tmp_path / "docs" / "figures")
+    argv = ["report", path, "--reference", "study", "--format", "md", "--out", str(out)]
+    assert main([*argv, "--focus", "db_mtl", "--plots-dir", figures, "--n-boot", "200"]) == 0
     text = out.read_text()
+    assert "Paired comparisons of db_mtl against each other method" in text
+    assert "test_delta_p: db_mtl − ew = " in text  # DB-MTL minus the other variant
     assert "Regenerate: `analysis report" in text and "--reference study" in text
     assert "](figures/learning_curves.png)" in text and "data:image" not in text
     assert "Against the published STL rows (for reference)" in text

@@ -117,8 +117,9 @@ BAD = [
         ["space.lr: uniform needs finite low < high", "space.beta: a search-space entry must be a mapping"],
     ),
     (
-        "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 2}\nspace: {lr: {grid: [0.1, 0.2]}}\n",
-        ["space.lr", "'grid' is not supported by search.algorithm optuna"],
+        "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 2}\n"
+        "space: {lr: {grid: [0.1, 0.2]}, weight_decay: {uniform: [0.0, 0.1]}}\n",
+        ["space.lr", "'grid' mixed with sampled parameters under search.algorithm optuna"],
     ),
     (
         "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 2}\nsearch: {algorithm: grid}\n"
@@ -372,3 +373,17 @@ def test_a_study_that_fails_validation_starts_nothing(tmp_path, capsys):
     assert main(["run", str(path), "--storage", str(storage)]) == 2
     assert "datasets[0]: synthetic n_train must be >= 1, got -5" in capsys.readouterr().err
     assert not storage.exists() and not ray.is_initialized()
+
+
+def test_a_space_of_grid_parameters_only_is_enumerated_under_optuna():
+    """stl over its tasks in an Optuna study: every task once per seed (not sampled by TPE)."""
+    from study.tuner import make_searcher
+
+    study = parse_study(
+        "datasets: [synthetic]\nmethods: [ew, {name: stl, space: {task: {grid: [t0, t1, t2]}}}]\n"
+        "seeds: [0, 1]\ntrain: {epochs: 1}\nsearch: {algorithm: optuna, num_samples: 5}\n",
+        default_name="x",
+    )
+    groups = make_searcher(study).groups
+    assert groups["synthetic__stl"].algorithm == "grid" and groups["synthetic__stl"].total == 6
+    assert groups["synthetic__ew"].total == 2  # nothing searched: each seed once
