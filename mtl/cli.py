@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from mtl.errors import MTLError
+from mtl.errors import MTLError, run_command
 
 
 def _parse_pairs(pairs: list[str], what: str) -> dict[str, Any]:
@@ -205,14 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MTLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ names the offending value and, where there is a closed set, the valid choices.
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable
+
 
 class MTLError(Exception):
     """Base class of all errors raised on purpose by `mtl`."""
@@ -38,3 +42,16 @@ class NonFiniteLossError(MTLError, FloatingPointError):
 
 class DatasetError(MTLError, FileNotFoundError):
     """A dataset folder or file is missing or malformed."""
+
+
+def run_command(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command-line action the way every console script of the project does: an :class:`MTLError`
+    prints ``error: <message>`` on stderr and exits 2; Ctrl+C prints ``interrupted`` and exits 130."""
+    try:
+        return func(args)
+    except MTLError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -15,7 +15,7 @@ import math
 import sys
 from typing import Any
 
-from mtl.errors import MTLError
+from mtl.errors import run_command
 
 DEFAULT_STORAGE = "results"
 
@@ -248,14 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MTLError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -255,7 +255,9 @@ class SearchSettings(Strict):
 
 
 class SchedulerSettings(Strict):
-    """Early stopping: ASHA on validation Δp (higher is better), or none."""
+    """Early stopping: ASHA on validation Δp (higher is better), or none. ``metric`` and ``mode`` are the
+    study's objective, declared here once: ASHA and the searchers (Optuna is told it) read them from here
+    (the trial reports ``best_val_delta_p`` alongside for the progress table)."""
 
     type: Literal["asha", "none"] = "asha"
     metric: Literal["val_delta_p"] = "val_delta_p"

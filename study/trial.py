@@ -11,31 +11,16 @@ Non-finite metrics never reach ASHA or Optuna: the trial records ``status=failed
 ``trials/`` and raises :class:`NonFiniteMetricError`. Divergence is deterministic, so a retry of such a
 trial fails at once with the recorded reason instead of re-training.
 
-Fault injection for tests: the environment variable ``MTL_STUDY_FAULTS`` holds JSON such as
-``{"crash_once": {"epoch": 1, "marker_dir": "/tmp/x", "seed": 0}, "nan": {"epoch": 2, "seed": 1}}``:
-``crash_once`` raises once per trial after writing that epoch's row and before reporting it;
-``nan`` makes that epoch's ``val_delta_p`` NaN. ``seed`` (optional) limits it to trials of that seed.
-Two more, each a spec or a list of specs (``tests/faults/``):
-``pause`` — ``{"epoch": 1, "marker_dir": "/tmp/x", "seed": 0, "once": true, "wait_s": 120}``: after writing
-that epoch's row (before saving its state), the trial process writes its PID to
-``<marker_dir>/<trial_id>.<n>.pid`` (``n`` = attempts paused so far) and sleeps up to ``wait_s``, so a test
-can SIGKILL it at a known point; with ``once`` (the default) only the first attempt pauses.
-``storage_down`` — ``{"flag": "/tmp/x/down", "seed": 1}``: while the file ``flag`` exists, every write of
-the trial to the results storage (Parquet rows, trainer states: create, write, move, delete) raises
-``OSError(EROFS)`` (``injected storage fault ...``) and is logged as a line ``<seed> <trial_id> <path>`` in
-``<flag>.refused``; reads still work. Ray Tune's own experiment files and the driver's writes are not
-affected. Nothing of this is active unless ``MTL_STUDY_FAULTS`` is set.
+Fault injection for tests lives in :mod:`study.faults` (inactive unless ``MTL_STUDY_FAULTS`` is set).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import io
 import json
 import logging
 import math
-import os
 import re
 import socket
 import tempfile
@@ -50,11 +35,18 @@ from urllib.parse import quote
 import pyarrow.fs as pafs
 from ray import tune
 
+from study.faults import (
+    FaultyStorage,
+    InjectedFault,
+    applies,
+    load_faults,
+    pause_for_kill,
+    specs_for,
+)
 from study.results import ResultsWriter, TrialInfo, resolve_storage
 from study.space import apply_hparams
 
 NONFINITE_PREFIX = "non-finite metric"
-FAULTS_ENV = "MTL_STUDY_FAULTS"
 TRIAL_INDEX = "__trial_index__"
 STATE_DIR = "state"
 POINTER_FILE = "state.json"
@@ -66,10 +58,6 @@ _MAY_BE_NAN = ("grad_norm/", "grad_cos", "probe_time/")  # NaN unless measured
 
 class NonFiniteMetricError(FloatingPointError):
     """A trial produced a NaN or infinite metric (or loss); it is failed instead of reported."""
-
-
-class InjectedFault(RuntimeError):
-    """Raised by the test-only fault injection (``MTL_STUDY_FAULTS``)."""
 
 
 @dataclass
@@ -157,106 +145,6 @@ def nonfinite_fields(record: Mapping[str, Any]) -> list[str]:
         if not math.isfinite(value):
             bad.append(f"{key}={value}")
     return bad
-
-
-def _faults() -> dict[str, Any]:
-    raw = os.environ.get(FAULTS_ENV)
-    return json.loads(raw) if raw else {}
-
-
-def _applies(spec: Mapping[str, Any] | None, epoch: int, seed: int) -> bool:
-    return bool(spec) and int(spec["epoch"]) == epoch and spec.get("seed", seed) == seed
-
-
-def _specs(faults: Mapping[str, Any], key: str, seed: int) -> list[dict[str, Any]]:
-    """The fault specs under ``key`` (a spec or a list of specs) that apply to trials of ``seed``."""
-    raw = faults.get(key) or []
-    return [spec for spec in (raw if isinstance(raw, list) else [raw]) if spec.get("seed", seed) == seed]
-
-
-def _pause_for_kill(spec: Mapping[str, Any], trial_id: str) -> None:
-    """Test-only (``pause``): publish this process's PID and wait to be killed."""
-    marker_dir = Path(spec["marker_dir"])
-    marker_dir.mkdir(parents=True, exist_ok=True)
-    paused = len(list(marker_dir.glob(f"{trial_id}.*.pid")))
-    if paused and spec.get("once", True):
-        return
-    tmp = marker_dir / f".{trial_id}.{uuid.uuid4().hex}.tmp"
-    tmp.write_text(str(os.getpid()))
-    tmp.rename(marker_dir / f"{trial_id}.{paused}.pid")
-    deadline = time.monotonic() + float(spec.get("wait_s", 120))
-    while time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-class FaultyStorage(pafs.FileSystemHandler):
-    """Test-only (``storage_down``): a pyarrow filesystem whose writes fail while a flag file exists."""
-
-    def __init__(self, fs: pafs.FileSystem, flags: list[str], label: str = "") -> None:
-        self.fs = fs
-        self.flags = flags
-        self.label = label
-
-    def _check(self, path: str) -> None:
-        for flag in self.flags:
-            if os.path.exists(flag):
-                with open(f"{flag}.refused", "a") as log:
-                    log.write(f"{self.label} {path}\n")
-                raise OSError(errno.EROFS, f"injected storage fault: storage is read-only ({flag})", path)
-
-    def get_type_name(self) -> str:
-        return f"faulty+{self.fs.type_name}"
-
-    def normalize_path(self, path: str) -> str:
-        return self.fs.normalize_path(path)
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(paths)
-
-    def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(selector)
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self._check(path)
-        self.fs.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self._check(path)
-        self.fs.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self._check(path)
-        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        self._check("/")
-        self.fs.delete_dir_contents("/", accept_root_dir=True)
-
-    def delete_file(self, path: str) -> None:
-        self._check(path)
-        self.fs.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self._check(dest)
-        self.fs.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        self._check(dest)
-        self.fs.copy_file(src, dest)
-
-    def open_input_stream(self, path: str) -> Any:
-        return self.fs.open_input_stream(path)
-
-    def open_input_file(self, path: str) -> Any:
-        return self.fs.open_input_file(path)
-
-    def open_output_stream(self, path: str, metadata: Any) -> Any:
-        self._check(path)
-        return self.fs.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path: str, metadata: Any) -> Any:
-        self._check(path)
-        return self.fs.open_append_stream(path, metadata=metadata)
 
 
 def _device_name(device: Any) -> str:
@@ -353,6 +241,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     from mtl.train import Trainer
 
     t_start = time.monotonic()
+    entered_at = _dt.datetime.now(_dt.UTC)  # the slot is busy from here: set-up (dataset, model) included
     s = TrialSettings(**settings)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
     torch.set_num_threads(max(1, s.threads))
@@ -362,8 +251,8 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     hparams = {name: config[name] for name in s.hp_names if name in config}
     writer = ResultsWriter(s.storage, s.study)
     host, node_id = socket.gethostname(), _node_id()
-    faults = _faults()
-    down = [str(spec["flag"]) for spec in _specs(faults, "storage_down", seed)]
+    faults = load_faults()
+    down = [str(spec["flag"]) for spec in specs_for(faults, "storage_down", seed)]
     if down:  # test-only: writes fail while a flag file exists
         writer.fs = pafs.PyFileSystem(FaultyStorage(writer.fs, down, f"{seed} {trial_id}"))
 
@@ -383,7 +272,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     if down:
         store.fs = pafs.PyFileSystem(FaultyStorage(store.fs, down, f"{seed} {trial_id}"))
     meta: dict[str, Any] = {
-        "started_at": _dt.datetime.now(_dt.UTC).isoformat(),
+        "started_at": entered_at.isoformat(),
         "wall_before": 0.0,
         "restarts": 0,
     }
@@ -448,7 +337,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
             record = trainer.run_epoch()
         except NonFiniteLossError as exc:
             fail_nonfinite(str(exc))
-        if _applies(faults.get("nan"), epoch, seed):
+        if applies(faults.get("nan"), epoch, seed):
             record["val_delta_p"] = float("nan")
         bad = nonfinite_fields(record)
         if bad:
@@ -460,15 +349,15 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
         writer.write_epoch(info, record, host=host, device=device, node_id=node_id)
         write_trial("completed" if trainer.epoch >= max_epochs else "running")
         crash = faults.get("crash_once")
-        if _applies(crash, epoch, seed):
+        if applies(crash, epoch, seed):
             marker = Path(crash["marker_dir"]) / f"{trial_id}.crashed"
             if not marker.exists():
                 marker.parent.mkdir(parents=True, exist_ok=True)
                 marker.write_text(str(epoch))
                 raise InjectedFault(f"injected crash after epoch {epoch} of trial {trial_id}")
-        for spec in _specs(faults, "pause", seed):
+        for spec in specs_for(faults, "pause", seed):
             if int(spec["epoch"]) == epoch:
-                _pause_for_kill(spec, trial_id)
+                pause_for_kill(spec, trial_id)
         state_path = store.save(
             epoch,
             {

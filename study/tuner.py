@@ -38,8 +38,6 @@ from study.schema import Group, Study
 from study.searcher import GROUP_KEY, GroupSearch, StudySearcher
 from study.trial import StateStore, TrialSettings, run_trial, trial_seed
 
-METRIC = "val_delta_p"
-MODE = "max"
 TIME_ATTR = "epochs_done"
 PROGRESS_ENV = "MTL_STUDY_PROGRESS"  # "epochs": also one line per trial and epoch (default: the table only)
 # Ray's own console output is replaced by the study's: no boxed tables, no TensorBoard hint (public Ray
@@ -104,8 +102,8 @@ def make_searcher(study: Study) -> StudySearcher:
     }
     return StudySearcher(
         groups,
-        METRIC,
-        MODE,
+        study.scheduler.metric,  # the study's objective, declared once (study.schema.SchedulerSettings)
+        study.scheduler.mode,
         max_concurrent=study.resources.max_concurrent_trials,
         max_per_group=study.resources.max_concurrent_per_group,
     )
@@ -119,8 +117,8 @@ def make_scheduler(study: Study) -> StudyScheduler:
             return FIFOScheduler()
         return ASHAScheduler(
             time_attr=TIME_ATTR,
-            metric=METRIC,
-            mode=MODE,
+            metric=sched.metric,
+            mode=sched.mode,
             max_t=study.max_t,
             grace_period=sched.grace_period,
             reduction_factor=sched.reduction_factor,

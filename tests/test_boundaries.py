@@ -1,18 +1,54 @@
-"""Package boundaries (DESIGN §1): `mtl` never loads ray, optuna or pandas."""
+"""Package boundaries (DESIGN §1), checked by importing *every* module of a package in a fresh interpreter
+(a new module that breaks a boundary fails here without anyone adding it to a list):
+
+* `mtl` never loads ray, optuna or pandas;
+* `analysis` (Parquet only) never loads torch, ray or optuna;
+* the read-only side of `study` (results, layout, the study file, the runner's readers, `study status`'s
+  imports) loads neither torch nor ray, so reading a study is fast;
+* `mtl.data.references` (the published STL rows) loads no torch.
+"""
 
 import subprocess
 import sys
 
-CHECK_MTL = """
+import pytest
+
+WALK = """
 import importlib, pkgutil, sys
-import mtl
-for info in pkgutil.walk_packages(mtl.__path__, 'mtl.'):
-    importlib.import_module(info.name)
-bad = sorted(m for m in ('ray', 'optuna', 'pandas') if m in sys.modules)
-print(','.join(bad))
+import {package}
+for info in pkgutil.walk_packages({package}.__path__, '{package}.'):
+    if not info.name.endswith('.__main__'):  # runs the command line when imported
+        importlib.import_module(info.name)
+print(','.join(sorted(m for m in {forbidden!r} if m in sys.modules)))
+"""
+
+IMPORT = """
+import sys
+{imports}
+print(','.join(sorted(m for m in {forbidden!r} if m in sys.modules)))
 """
 
 
-def test_mtl_does_not_import_ray_optuna_or_pandas():
-    out = subprocess.run([sys.executable, "-c", CHECK_MTL], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "", f"mtl imported: {out.stdout.strip()}"
+def _loaded(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("mtl", ("ray", "optuna", "pandas")), ("analysis", ("torch", "ray", "optuna"))],
+)
+def test_every_module_of_a_package_keeps_its_boundary(package, forbidden):
+    loaded = _loaded(WALK.format(package=package, forbidden=forbidden))
+    assert loaded == "", f"importing every module of {package} loaded {loaded}"
+
+
+def test_reading_a_study_loads_neither_torch_nor_ray():
+    imports = "import study.results, study.layout, study.schema, study.runner, study.compact, study.cli"
+    loaded = _loaded(IMPORT.format(imports=imports, forbidden=("torch", "ray")))
+    assert loaded == "", f"the read-only side of study loaded {loaded}"
+
+
+def test_the_published_stl_rows_load_no_torch():
+    loaded = _loaded(IMPORT.format(imports="import mtl.data.references", forbidden=("torch",)))
+    assert loaded == ""

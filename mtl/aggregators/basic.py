@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mtl.aggregators._common import NORM_EPS, check_range
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
 from mtl.errors import ConfigError
 
-NORM_EPS = 1e-8
 ALPHA_STRATEGIES = ("max", "min", "mean", "median", "constant")
 
 
@@ -62,8 +62,7 @@ class MaxNorm(Aggregator):
         alpha_constant: float = 1.0,
     ) -> None:
         super().__init__(num_tasks)
-        if not 0.0 <= beta < 1.0:
-            raise ConfigError(f"max_norm beta must be in [0, 1), got {beta}")
+        check_range("max_norm", "beta", beta, 0, 1, high_open=True)
         if beta_sigma < 0:
             raise ConfigError(f"max_norm beta_sigma must be >= 0, got {beta_sigma}")
         if alpha_strategy not in ALPHA_STRATEGIES:

@@ -7,8 +7,8 @@ from torch import Tensor
 
 from mtl.balancers.base import Balancer
 from mtl.balancers.registry import BALANCERS
+from mtl.checks import task_index
 from mtl.context import StepContext
-from mtl.errors import ConfigError
 
 
 @BALANCERS.register("ew", "ls", "equal")
@@ -49,18 +49,7 @@ class SingleTask(Balancer):
 
     def __init__(self, num_tasks: int, task_names: list[str], task: str | int = 0) -> None:
         super().__init__(num_tasks, log=False)
-        if isinstance(task, bool):
-            raise ConfigError(f"stl task must be a task name or index, got {task!r}")
-        if isinstance(task, int):
-            if not 0 <= task < num_tasks:
-                raise ConfigError(f"stl task index {task} out of range [0, {num_tasks})")
-            index = task
-        elif task in task_names:
-            index = task_names.index(task)
-        else:
-            raise ConfigError(
-                f"stl task '{task}' is not a task of this dataset; valid: {', '.join(task_names)}"
-            )
+        index = task_index("stl", task, task_names)
         self.task_index = index
         self.task_name = task_names[index]
 

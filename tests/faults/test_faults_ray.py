@@ -24,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from study.faults import FAULTS_ENV
 from study.results import read_epochs, read_trials
 from study.runner import run_study
 from study.schema import validate_study
-from study.trial import FAULTS_ENV
 
 from .conftest import OBJECT_STORE, study_dict
 

@@ -1,6 +1,5 @@
 """The trainer: records, exact resume, NaN handling, IGBv1 timing."""
 
-import io
 import math
 
 import pytest
@@ -8,9 +7,8 @@ import torch
 
 from mtl.config import TrainConfig
 from mtl.errors import ConfigError, NonFiniteLossError
-from mtl.train import StopTraining, Trainer, fit
-
-TIME_KEYS = {"time_train", "time_eval", "time_epoch", "time_diag"}
+from mtl.train import Trainer, fit
+from tests.mtl.resume import assert_resume_is_bit_identical
 
 
 def _config(method="db_mtl", epochs=4, **kw):
@@ -23,14 +21,6 @@ def _config(method="db_mtl", epochs=4, **kw):
         dataset_kwargs={"n_train": 96, "n_val": 32, "n_test": 32, "hidden": 16},
         **kw,
     )
-
-
-def _same(a, b):
-    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-
-
-def _strip(records):
-    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
 
 
 def test_records_have_every_field():
@@ -73,38 +63,7 @@ def test_resume_is_bit_identical(method, kwargs):
     config = _config(
         method, method_kwargs=kwargs, scheduler="step", scheduler_kwargs={"step_size": 1, "gamma": 0.5}
     )
-    straight = Trainer(config)
-    while straight.epoch < 4:
-        straight.run_epoch()
-
-    saved = {}
-
-    def reporter(record, checkpoint):
-        if record["epoch"] == 1:
-            buffer = io.BytesIO()
-            torch.save(checkpoint(), buffer)
-            saved["state"] = buffer.getvalue()
-            raise StopTraining
-
-    first = fit(config, reporter)
-    assert len(first) == 2
-    torch.manual_seed(1234)  # the resumed run must not depend on the global RNG at start
-    state = torch.load(io.BytesIO(saved["state"]), weights_only=False)
-    resumed = Trainer(config)
-    resumed.load_state_dict(state)
-    while resumed.epoch < 4:
-        resumed.run_epoch()
-
-    a, b = _strip(straight.records), _strip(resumed.records)
-    assert len(a) == len(b) == 4
-    for ra, rb in zip(a, b):
-        assert ra.keys() == rb.keys()
-        for key in ra:
-            assert _same(ra[key], rb[key]), (key, ra[key], rb[key])
-    for (name, pa), pb in zip(straight.model.named_parameters(), resumed.model.parameters()):
-        assert torch.equal(pa, pb), name
-    for pa, pb in zip(straight.method.parameters(), resumed.method.parameters()):
-        assert torch.equal(pa, pb)
+    assert_resume_is_bit_identical(config, epochs=4, stop_after=1)
 
 
 def test_resume_refuses_a_different_method():

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from study.cluster import ClusterError
+from study.faults import FAULTS_ENV
 from study.results import read_epochs, read_trials
 from study.runner import STUDY_FILE, run_study, tune_statuses
 from study.schema import validate_study
-from study.trial import FAULTS_ENV
 
 from .conftest import OBJECT_STORE, study_dict
 

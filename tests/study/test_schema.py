@@ -17,6 +17,8 @@ from .conftest import study_dict
 SHIPPED = sorted((Path(__file__).resolve().parents[2] / "search_spaces").glob("*.yaml"))
 REQUIRED = {
     "quickstart",
+    "synthetic_quickstart",
+    "repro_qm9_cpu",
     "db_mtl_beta_alpha",
     "igbv2_sac",
     "paper_qm9",
@@ -197,10 +199,31 @@ def test_shipped_study_is_valid(path):
         raise
 
 
-def test_quickstart_runs_on_cpu_in_a_local_ray():
-    study = load_study(SHIPPED[0].parent / "quickstart.yaml")
+def test_quickstart_is_real_qm9_searched_by_optuna_and_asha_on_a_local_cpu():
+    """Issue 14 item 1: the README's first command trains on real data, not synthetic."""
+    root = SHIPPED[0].parent
+    study = load_study(root / "quickstart.yaml")
+    assert [d.name for d in study.datasets] == ["qm9"] and study.datasets[0].kwargs["subset"] <= 2000
+    assert [m.name for m in study.methods] == ["ew", "si", "db_mtl"]
+    assert set(study.methods[2].space) == {"beta", "beta_sigma", "alpha_strategy"}
+    assert (study.search.algorithm, study.scheduler.type) == ("optuna", "asha")
     assert study.ray.address is None and study.resources.gpus_per_trial == 0 and study.train.device == "cpu"
-    assert study.datasets[0].name in ("synthetic", "qm9")
+    readme = (root.parent / "README.md").read_text()
+    assert readme.index("study run search_spaces/quickstart.yaml") < readme.index("synthetic_quickstart")
+    synthetic = load_study(root / "synthetic_quickstart.yaml")
+    assert [d.name for d in synthetic.datasets] == ["synthetic"]
+
+
+def test_repro_study_has_the_four_variants_and_stl_per_task_and_seed():
+    """Issue 14 item 3: DB-MTL Table 5's variants plus one stl trial per task and seed, exact gradients."""
+    from mtl.data.qm9 import TASKS
+    from study.tuner import make_searcher
+
+    study = load_study(SHIPPED[0].parent / "repro_qm9_cpu.yaml")
+    assert [m.name for m in study.methods] == ["ew", "si", "max_norm", "db_mtl", "stl"]
+    assert study.train.grad_mode == "exact" and len(study.seeds) == 3 and study.scheduler.type == "none"
+    totals = {name: g.total for name, g in make_searcher(study).groups.items()}
+    assert totals["qm9__stl"] == len(TASKS) * 3 and totals["qm9__db_mtl"] == 3
 
 
 def test_space_conversion_and_routing():

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from study.cli import main
+from study.faults import FAULTS_ENV
 from study.results import read_epochs, read_trials
 from study.runner import StudyStateError, run_study, tune_statuses
 from study.schema import validate_study
-from study.trial import FAULTS_ENV
 from study.tuner import PROGRESS_ENV
 
 from .conftest import OBJECT_STORE, session_pids, study_dict
@@ -104,6 +104,10 @@ def test_asha_optuna_study_writes_complete_parquet(tmp_path, capsys):
         assert trial["best_epoch"] == rows["val_delta_p"].idxmax()
         assert trial["test_delta_p"] == pytest.approx(rows.loc[trial["best_epoch"], "test_delta_p"])
         assert trial["status"] == ("completed" if trial["epochs_done"] == 4 else "stopped")
+        # started_at .. ended_at spans the whole slot time the trial measured (set-up included): utilisation
+        # computed from these timestamps is the slot time the trials used
+        span = (trial["ended_at"] - trial["started_at"]).total_seconds()
+        assert 0 < trial["wall_time"] <= span + 0.05 and span - trial["wall_time"] < 1.0, (span, trial)
     assert tune_statuses(study) == {"synthetic/db_mtl": {"TERMINATED": 4}}
     with pytest.raises(StudyStateError, match="study resume"):
         run_study(study)  # a second `run` of the same study is refused

@@ -1,16 +1,13 @@
 """Every aggregator's whole state is in its state dict: a reloaded copy continues bit-identically."""
 
 import io
-import math
 
 import pytest
 import torch
 
 from mtl.config import TrainConfig
-from mtl.train import StopTraining, Trainer, fit
 from tests.mtl.aggregators.helpers import build, ctx, params, random_grads
-
-TIME_KEYS = {"time_train", "time_eval", "time_epoch", "time_diag"}
+from tests.mtl.resume import assert_resume_is_bit_identical
 
 
 def _inputs(step):
@@ -85,10 +82,6 @@ def _config(method, **kw):
     )
 
 
-def _same(a, b):
-    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-
-
 SLOW = pytest.mark.slow
 NASH = params(["nash_mtl"])[0].marks
 
@@ -112,27 +105,4 @@ NASH = params(["nash_mtl"])[0].marks
     ],
 )
 def test_trainer_resume_is_bit_identical(method, kwargs):
-    config = _config(method, method_kwargs=kwargs)
-    straight = Trainer(config)
-    while straight.epoch < 4:
-        straight.run_epoch()
-    saved = {}
-
-    def reporter(record, checkpoint):
-        if record["epoch"] == 1:
-            buffer = io.BytesIO()
-            torch.save(checkpoint(), buffer)
-            saved["state"] = buffer.getvalue()
-            raise StopTraining
-
-    fit(config, reporter)
-    torch.manual_seed(4321)
-    resumed = Trainer(config)
-    resumed.load_state_dict(torch.load(io.BytesIO(saved["state"]), weights_only=False))
-    while resumed.epoch < 4:
-        resumed.run_epoch()
-    for ra, rb in zip(straight.records, resumed.records, strict=True):
-        for key in ra.keys() - TIME_KEYS:
-            assert _same(ra[key], rb[key]), (key, ra[key], rb[key])
-    for (name, pa), pb in zip(straight.model.named_parameters(), resumed.model.parameters()):
-        assert torch.equal(pa, pb), name
+    assert_resume_is_bit_identical(_config(method, method_kwargs=kwargs), epochs=4, global_seed=4321)

@@ -1,7 +1,6 @@
 """IGBv2 (IGB paper Sec. 4.2): reward, replay buffer, warm-up phases, the SAC agent and exact resume."""
 
 import io
-import math
 
 import pytest
 import torch
@@ -12,9 +11,8 @@ from mtl.config import TrainConfig
 from mtl.context import StepContext
 from mtl.errors import ConfigError
 from mtl.methods import build_method
-from mtl.train import StopTraining, Trainer, fit
-
-TIME_KEYS = {"time_train", "time_eval", "time_epoch", "time_diag"}
+from mtl.train import Trainer
+from tests.mtl.resume import assert_resume_is_bit_identical
 
 
 def igbv2(num_tasks=3, seed=0, **kwargs):
@@ -285,30 +283,7 @@ def test_trainer_resume_is_bit_identical_across_the_phases(method):
     """Stop after epoch 2 (random phase, buffer and SAC training under way), resume to epoch 5 (actor)."""
     config = _config()
     config = TrainConfig.from_dict({**config.to_dict(), "method": method})
-    straight = Trainer(config)
-    while straight.epoch < 5:
-        straight.run_epoch()
-    saved = {}
-
-    def reporter(record, checkpoint):
-        if record["epoch"] == 1:
-            buffer = io.BytesIO()
-            torch.save(checkpoint(), buffer)
-            saved["state"] = buffer.getvalue()
-            raise StopTraining
-
-    fit(config, reporter)
-    torch.manual_seed(777)
-    resumed = Trainer(config)
-    resumed.load_state_dict(torch.load(io.BytesIO(saved["state"]), weights_only=False))
-    while resumed.epoch < 5:
-        resumed.run_epoch()
-    for ra, rb in zip(straight.records, resumed.records, strict=True):
-        for key in ra.keys() - TIME_KEYS:
-            same = ra[key] == rb[key] or (math.isnan(ra[key]) and math.isnan(rb[key]))
-            assert same, (key, ra[key], rb[key])
-    for pa, pb in zip(straight.model.parameters(), resumed.model.parameters()):
-        assert torch.equal(pa, pb)
+    straight, resumed = assert_resume_is_bit_identical(config, epochs=5, stop_after=1, global_seed=777)
     bs, br = straight.method.balancer, resumed.method.balancer
     assert bs.num_updates == br.num_updates > 0 and len(bs.buffer) == len(br.buffer) > 0
     for pa, pb in zip(bs.agent.critic.parameters(), br.agent.critic.parameters()):
