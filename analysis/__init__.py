@@ -10,7 +10,9 @@ Modules, one job each:
 * :mod:`analysis.identity` — what each method is (its stored balancer and aggregator), not its spelling.
 * :mod:`analysis.load` — read a study folder or URI; pick the best configuration per (dataset, method).
 * :mod:`analysis.tables` — leaderboards (DB-MTL Tables 1-4), the ablation (DB-MTL Table 5), Δm with the
-  relative training time T (IGB); rendered as terminal text, Markdown, LaTeX and HTML.
+  relative training time T (IGB), built on :mod:`analysis.table_model` (cells, columns, rows, marks) and
+  drawn by :mod:`analysis.render` (terminal text, Markdown, LaTeX, HTML).
+* :mod:`analysis.reference` — what Δp/Δm are measured against: the published rows or the study's STL runs.
 * :mod:`analysis.stats` — paired bootstrap comparison of two methods across seeds.
 * :mod:`analysis.plots` — the figures (DB-MTL Figs. 5-10, ASHA's view, the cost Pareto front).
 * :mod:`analysis.report` — one self-contained HTML or Markdown report.
@@ -20,4 +22,17 @@ Modules, one job each:
 
 from __future__ import annotations
 
-__all__ = ["cli", "identity", "load", "metrics", "plots", "report", "stats", "tables", "utilisation"]
+__all__ = [
+    "cli",
+    "identity",
+    "load",
+    "metrics",
+    "plots",
+    "reference",
+    "render",
+    "report",
+    "stats",
+    "table_model",
+    "tables",
+    "utilisation",
+]

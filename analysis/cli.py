@@ -25,7 +25,9 @@ from collections.abc import Sequence
 
 from analysis.load import Study, load_study
 from analysis.reference import CHOICES, PAPER
-from analysis.tables import RENDERERS, Table, ablation_table, delta_m_table, leaderboard, render
+from analysis.render import RENDERERS, render
+from analysis.table_model import Table
+from analysis.tables import ablation_table, delta_m_table, leaderboard
 
 
 def _datasets(study: Study, dataset: str | None) -> list[str]:

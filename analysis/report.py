@@ -20,8 +20,10 @@ import numpy as np
 
 from analysis.load import Study, device_kind, load_study
 from analysis.plots import Figure, all_plots
+from analysis.render import render
 from analysis.stats import PairedComparison, compare_all
-from analysis.tables import Cell, Column, Row, Table, ablation_table, delta_m_table, leaderboard, render
+from analysis.table_model import Cell, Column, Row, Table
+from analysis.tables import ablation_table, delta_m_table, leaderboard
 
 FORMATS = ("html", "md")
 STATUSES = ("completed", "running", "stopped", "failed")

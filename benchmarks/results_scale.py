@@ -158,7 +158,8 @@ def timed_command(argv: list[str]) -> float:
 def _in_process(location: str) -> dict[str, float]:
     """The results work each command does, timed in this (warm) process: what compaction changes."""
     from analysis.load import load_study
-    from analysis.tables import delta_m_table, leaderboard, render
+    from analysis.render import render
+    from analysis.tables import delta_m_table, leaderboard
     from study.results import read_epochs, read_trials
     from study.runner import describe_best, status_table
 

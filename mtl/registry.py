@@ -30,7 +30,8 @@ def _as_number(kind: str, name: str, key: str, annotation: Any, value: Any) -> A
     return int(number) if annotation in (int, "int") and number.is_integer() else number
 
 
-def _suggest(name: str, choices: Iterable[str]) -> str:
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices`` to ``name``, or ``""`` when none is close."""
     close = difflib.get_close_matches(name, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -73,7 +74,7 @@ class Registry(Generic[T]):
         if key not in self._entries:
             valid = ", ".join(self.names())
             raise UnknownNameError(
-                f"unknown {self.kind} '{name}'{_suggest(key, self._entries)}; valid: {valid}"
+                f"unknown {self.kind} '{name}'{did_you_mean(key, self._entries)}; valid: {valid}"
             )
         return key
 
@@ -96,7 +97,7 @@ class Registry(Generic[T]):
             listed = ", ".join(sorted(valid)) or "none"
             raise ConfigError(
                 f"unknown keyword argument(s) {unknown} for {self.kind} '{self.canonical(name)}'"
-                f"{_suggest(unknown[0], valid)}; valid: {listed}"
+                f"{did_you_mean(unknown[0], valid)}; valid: {listed}"
             )
         for key, value in kwargs.items():
             _as_number(self.kind, self.canonical(name), key, valid[key].annotation, value)

@@ -33,13 +33,12 @@ search space runs each seed once.
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -54,7 +53,8 @@ from pydantic import (
 
 from mtl.errors import ConfigError, MTLError
 from study.results import infer_hp_type
-from study.space import KWARG_PREFIXES, RESERVED_HPARAMS, TRAIN_HPARAMS, apply_hparams, destination
+from study.schema_errors import UniqueKeyLoader, format_errors
+from study.space import KWARG_PREFIXES, RESERVED_HPARAMS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 PARAM_KINDS = ("choice", "grid", "uniform", "loguniform", "int")
@@ -85,11 +85,6 @@ class StudyError(ConfigError):
         self.problems = problems
         head = f"invalid study {source}" + (f" ({len(problems)} problems)" if len(problems) > 1 else "")
         super().__init__(head + ":\n" + "\n".join(f"  {p}" for p in problems))
-
-
-def _suggest(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class Strict(BaseModel):
@@ -400,8 +395,10 @@ class Study(Strict):
 
             problems += logger_problems(self.loggers, self.storage)
         if check_registry:
-            problems += self._check_registry()
-            problems += self._canonicalise_methods()
+            from study.schema_registry import canonicalise_methods, registry_problems
+
+            problems += registry_problems(self)
+            problems += canonicalise_methods(self)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -458,35 +455,6 @@ class Study(Strict):
             )
         return problems
 
-    def _canonicalise_methods(self) -> list[str]:
-        """Give every method its one canonical name (``mtl.methods.canonical_method_name``: ``db-mtl`` and
-        ``log+max_norm`` become ``db_mtl``), which the group, the Tune trials and the results partition
-        use; two spellings of one method are a duplicate, named both."""
-        from mtl.methods import canonical_method_name, parse_method
-
-        problems: list[str] = []
-        seen: dict[str, int] = {}
-        for i, m in enumerate(self.methods):
-            try:
-                canonical = canonical_method_name(m.name)
-            except ConfigError:  # reported by _check_registry
-                continue
-            first = seen.setdefault(canonical, i)
-            if first != i and self.methods[first].name != m.name:  # same spelling: reported above
-                spec = parse_method(m.name)
-                parts = spec.balancer + (f"+{spec.aggregator}" if spec.aggregator else "")
-                problems.append(
-                    f"methods[{i}].name: '{m.name}' is the same method as methods[{first}] "
-                    f"'{self.methods[first].name}' (both are '{canonical}' = {parts}); list it once"
-                )
-        if not problems:
-            for m in self.methods:
-                try:
-                    m.name = canonical_method_name(m.name)
-                except ConfigError:
-                    continue
-        return problems
-
     def _check_grid_under_optuna(self) -> list[str]:
         """Under Optuna a group's ``grid`` parameters are enumerated only when its whole space is grid (e.g.
         stl over tasks); mixed with sampled ones they have no meaning."""
@@ -505,158 +473,6 @@ class Study(Strict):
                         "space of grid parameters only is enumerated under optuna too"
                     ] = None
         return list(problems)
-
-    def _check_stl_task(self, i: int, m: MethodEntry, space: Space) -> list[str]:
-        """``stl`` trains one task: it must be given (fixed or searched) and be a task of every dataset."""
-        from mtl.data import dataset_task_names
-
-        if "task" in m.kwargs:
-            where, values = f"methods[{i}].kwargs.task", [m.kwargs["task"]]
-        elif "task" in space:
-            where = f"methods[{i}].space.task" if "task" in m.space else "space.task"
-            if not space["task"].discrete:
-                return [f"{where}: stl's task is a name: use {{grid: [...]}} or {{choice: [...]}}"]
-            values = space["task"].values
-        else:
-            return [
-                f"methods[{i}]: stl trains one task: give kwargs {{task: NAME}} or space "
-                "{task: {grid: [...]}} (one trial per task and seed)"
-            ]
-        problems = []
-        for d in self.datasets:
-            try:
-                names = dataset_task_names(d.name, d.kwargs)
-            except ConfigError:  # the dataset's own problem, reported by _check_datasets_and_models
-                continue
-            unknown = [v for v in values if v not in names]
-            if unknown:
-                problems.append(f"{where}: {unknown} not a task of {d.name}; tasks: {', '.join(names)}")
-        return problems
-
-    def _check_registry(self) -> list[str]:
-        from mtl.methods import build_method, method_parameters, parse_method
-
-        problems = self._check_datasets_and_models()
-        base = self.train.model_dump()
-        for i, m in enumerate(self.methods):
-            try:
-                spec = parse_method(m.name)
-            except ConfigError as exc:
-                problems.append(f"methods[{i}].name: {exc}")
-                continue
-            space = self.group_space(m)
-            if spec.balancer == "stl":
-                problems += self._check_stl_task(i, m, space)
-            method_hps = {k: p for k, p in space.items() if destination(k)[0] == "method_kwargs"}
-            probes: list[tuple[str, dict[str, Any]]] = [(f"methods[{i}].kwargs", {})]
-            method_args = sorted(method_parameters(m.name))
-            for name, p in method_hps.items():
-                where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
-                if name in RESERVED_HPARAMS:  # reported by _check_spaces
-                    continue
-                if name not in method_args and not name.startswith(("balancer.", "aggregator.")):
-                    if not any(x.startswith(f"{where}: unknown hyperparameter") for x in problems):
-                        problems.append(f"{where}: {self._unknown_hparam(name, m.name, method_args)}")
-                    continue
-                probes += [(where, {name: v}) for v in p.probe_values()]
-            failed: set[str] = set()
-            for where, override in probes:
-                if where in failed or f"methods[{i}].kwargs" in failed:
-                    continue
-                kwargs = {**m.kwargs, **override}
-                if spec.balancer == "stl":  # its `task` depends on the dataset: check names only
-                    kwargs.pop("task", None)
-                try:
-                    build_method(m.name, ["t0", "t1", "t2"], seed=0, **kwargs)
-                except (ConfigError, TypeError, ValueError) as exc:
-                    problems.append(f"{where}: {exc}")
-                    failed.add(where)
-            for name, p in space.items():
-                field, key = destination(name)
-                where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
-                if field in TRAIN_HPARAMS:
-                    problems += self._probe_train(where, base, name, p)
-                if field in ("dataset_kwargs", "model_kwargs", "architecture"):
-                    problems += self._probe_dataset(where, field, key, p)
-        return sorted(set(problems), key=problems.index)
-
-    def _unknown_hparam(self, name: str, method: str, method_args: list[str]) -> str:
-        """Why a searched name is nothing: it is not a training setting, has no ``model.``/``dataset.``/
-        ``scheduler.`` prefix and is not an argument of the method; the closest of all of them is offered."""
-        from mtl.data import DATASETS
-
-        prefixed = [
-            f"{prefix}{arg}"
-            for d in self.datasets
-            if d.name in DATASETS
-            for prefix, args in (
-                ("model.", DATASETS.factory(d.name).model_arguments),
-                ("dataset.", DATASETS.parameters(d.name)),
-            )
-            for arg in args
-        ]
-        candidates = [*TRAIN_HPARAMS, *method_args, *prefixed]
-        return (
-            f"unknown hyperparameter '{name}' for method '{method}'{_suggest(name, candidates)}; valid: "
-            f"{', '.join(method_args) or 'none'} (arguments of '{method}'), a training setting "
-            f"({', '.join(TRAIN_HPARAMS)}), or model.<arg>, dataset.<arg>, scheduler.<arg>"
-        )
-
-    def _check_datasets_and_models(self) -> list[str]:
-        """Each dataset's name and fixed arguments, and the fixed architecture and model arguments for it
-        (names, types, ranges), without loading any data or building a model."""
-        from mtl.data import check_dataset, check_model
-
-        problems = []
-        for i, d in enumerate(self.datasets):
-            try:
-                check_dataset(d.name, d.kwargs)
-            except ConfigError as exc:
-                problems.append(f"datasets[{i}]: {exc}")
-                continue
-            for where, kwargs in (
-                ("train.architecture", {}),
-                ("train.model_kwargs", self.train.model_kwargs),
-            ):
-                try:
-                    check_model(d.name, self.train.architecture, kwargs)
-                except ConfigError as exc:
-                    problems.append(f"{where}: {exc}")
-                    break
-        return problems
-
-    def _probe_dataset(self, where: str, field: str, key: str | None, p: Param) -> list[str]:
-        """A searched dataset argument, model argument or architecture, every probe value against every
-        dataset of the study."""
-        from mtl.data import DATASETS, check_dataset, check_model
-
-        for d in self.datasets:
-            if d.name not in DATASETS:
-                continue
-            for value in p.probe_values():
-                try:
-                    if field == "dataset_kwargs":
-                        check_dataset(d.name, {**d.kwargs, str(key): value})
-                    elif field == "model_kwargs":
-                        check_model(
-                            d.name, self.train.architecture, {**self.train.model_kwargs, str(key): value}
-                        )
-                    else:
-                        check_model(d.name, str(value), {})
-                except ConfigError as exc:
-                    return [f"{where}: {exc}"]
-        return []
-
-    @staticmethod
-    def _probe_train(where: str, base: dict[str, Any], name: str, p: Param) -> list[str]:
-        from mtl.config import TrainConfig
-
-        for value in p.probe_values():
-            try:
-                TrainConfig.from_dict(apply_hparams(base, {name: value}))
-            except ConfigError as exc:
-                return [f"{where}: {exc}"]
-        return []
 
     # -- derived ---------------------------------------------------------------------------------------
     def group_space(self, method: MethodEntry) -> Space:
@@ -685,69 +501,6 @@ class Study(Strict):
         )
 
 
-def _unwrap(annotation: Any, key: Any) -> Any:
-    """The type found under ``key`` inside a (possibly optional) list/dict/model annotation."""
-    for arg in (annotation, *get_args(annotation)):
-        origin = get_origin(arg)
-        if isinstance(key, int) and origin is list:
-            return get_args(arg)[0]
-        if origin is dict and not isinstance(key, int):
-            return get_args(arg)[1]
-        if isinstance(arg, type) and issubclass(arg, BaseModel):
-            fields = {f.alias or n: f for n, f in arg.model_fields.items()} | arg.model_fields
-            if key in fields:
-                return fields[key].annotation
-    return None
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[Strict] | None:
-    current: Any = Study
-    for key in loc:
-        current = _unwrap(current, key)
-        if current is None:
-            return None
-    for arg in (current, *get_args(current)):
-        if isinstance(arg, type) and issubclass(arg, Strict):
-            return arg
-    return None
-
-
-def _loc(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + str(part)
-    return out
-
-
-def format_errors(exc: ValidationError) -> list[str]:
-    """Pydantic errors as ``field: reason`` lines naming the allowed values or fields."""
-    lines = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(
-            p for p in err["loc"] if not (isinstance(p, str) and ("function-" in p or p in _UNION_TAGS))
-        )
-        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
-        if err["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            if model is not None:
-                allowed = model.allowed_fields()
-                msg = f"unknown field{_suggest(str(loc[-1]), allowed)}; allowed: {', '.join(allowed)}"
-        elif err["type"] == "missing":
-            msg = "required field is missing"
-        elif err["type"] == "literal_error" or err["type"].endswith(("_type", "_parsing")):
-            msg += f" (got {err['input']!r})"
-        where = _loc(loc)
-        for line in msg.split("\n"):
-            if where and not re.match(r"^[\w.\[\]]+: ", line):
-                lines.append(f"{where}: {line}")
-            else:
-                lines.append(line)
-    return lines
-
-
-_UNION_TAGS = ("str", "int", "float", "bool", "list[...]", "dict[str,...]")
-
-
 def validate_study(
     data: Any,
     *,
@@ -762,32 +515,7 @@ def validate_study(
     try:
         return Study.model_validate(data, context={"check_registry": check_registry})
     except ValidationError as exc:
-        raise StudyError(source, format_errors(exc)) from None
-
-
-class UniqueKeyLoader(yaml.SafeLoader):
-    """A :class:`yaml.SafeLoader` that rejects a key written twice in one mapping (PyYAML keeps the last one
-    silently: a second ``train:`` block would replace the first)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                seen = key in first_line
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            if seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key '{key}' (first given on line {first_line[key] + 1})",
-                    key_node.start_mark,
-                )
-            first_line[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep=deep)
+        raise StudyError(source, format_errors(exc, Study)) from None
 
 
 def load_study(

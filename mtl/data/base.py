@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import types
 from abc import ABC, abstractmethod
@@ -15,6 +14,7 @@ from torch import Tensor
 
 from mtl.errors import ConfigError
 from mtl.models.base import MultiTaskModel
+from mtl.registry import did_you_mean
 
 Nested = dict[str, dict[str, float]]
 SPLITS = ("train", "val", "test")
@@ -86,10 +86,9 @@ class MTLDataset(ABC):
             )
         unknown = sorted(set(kwargs) - set(cls.model_arguments))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], cls.model_arguments, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(
-                f"unknown model argument(s) {unknown} for {cls.name}{hint}; "
+                f"unknown model argument(s) {unknown} for {cls.name}"
+                f"{did_you_mean(unknown[0], cls.model_arguments)}; "
                 f"valid: {', '.join(sorted(cls.model_arguments)) or 'none'}"
             )
 

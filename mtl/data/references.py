@@ -33,7 +33,7 @@ import copy
 from dataclasses import dataclass
 
 from mtl.errors import ConfigError, UnknownNameError
-from mtl.registry import _suggest
+from mtl.registry import did_you_mean
 
 Nested = dict[str, dict[str, float]]
 NO_REFERENCE = "none"
@@ -172,7 +172,7 @@ def check_table_name(name: str, *, allow_none: bool = False) -> str:
     listing the valid names, with a did-you-mean."""
     valid = table_names() + ([NO_REFERENCE] if allow_none else [])
     if not isinstance(name, str) or name not in valid:
-        hint = _suggest(name, valid) if isinstance(name, str) else ""
+        hint = did_you_mean(name, valid) if isinstance(name, str) else ""
         raise UnknownNameError(f"unknown reference table {name!r}{hint}; valid: {', '.join(valid)}")
     return name
 

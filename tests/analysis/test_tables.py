@@ -9,7 +9,9 @@ import pytest
 
 from analysis.load import select
 from analysis.metrics import higher_is_better, metric_columns
-from analysis.tables import Cell, ablation_table, delta_m_table, leaderboard, render
+from analysis.render import render
+from analysis.table_model import Cell
+from analysis.tables import ablation_table, delta_m_table, leaderboard
 from tests.analysis.fixture_study import delta_p, trials_of
 
 
@@ -113,7 +115,7 @@ def test_renderers(study):
 
 
 def test_cell_formatting_of_single_values():
-    from analysis.tables import format_cell
+    from analysis.table_model import format_cell
 
     assert format_cell(Cell.of([2.0]), 2) == "2.00"
     assert format_cell(Cell.of([]), 2) == "—"

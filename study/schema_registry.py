@@ -1,0 +1,201 @@
+"""The study file's checks against the registries (methods, datasets, models, training settings): every
+name, type and range, fixed or searched (each probe value), without loading data or building a model;
+and the canonical method names. Called by :class:`study.schema.Study` when ``check_registry`` is on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mtl.errors import ConfigError
+from mtl.registry import did_you_mean
+from study.space import RESERVED_HPARAMS, TRAIN_HPARAMS, apply_hparams, destination
+
+if TYPE_CHECKING:
+    from study.schema import MethodEntry, Param, Space, Study
+
+
+def canonicalise_methods(study: Study) -> list[str]:
+    """Give every method its one canonical name (``mtl.methods.canonical_method_name``: ``db-mtl`` and
+    ``log+max_norm`` become ``db_mtl``), which the group, the Tune trials and the results partition
+    use; two spellings of one method are a duplicate, named both."""
+    from mtl.methods import canonical_method_name, parse_method
+
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, m in enumerate(study.methods):
+        try:
+            canonical = canonical_method_name(m.name)
+        except ConfigError:  # reported by registry_problems
+            continue
+        first = seen.setdefault(canonical, i)
+        if first != i and study.methods[first].name != m.name:  # same spelling: reported above
+            spec = parse_method(m.name)
+            parts = spec.balancer + (f"+{spec.aggregator}" if spec.aggregator else "")
+            problems.append(
+                f"methods[{i}].name: '{m.name}' is the same method as methods[{first}] "
+                f"'{study.methods[first].name}' (both are '{canonical}' = {parts}); list it once"
+            )
+    if not problems:
+        for m in study.methods:
+            try:
+                m.name = canonical_method_name(m.name)
+            except ConfigError:
+                continue
+    return problems
+
+
+def check_stl_task(study: Study, i: int, m: MethodEntry, space: Space) -> list[str]:
+    """``stl`` trains one task: it must be given (fixed or searched) and be a task of every dataset."""
+    from mtl.data import dataset_task_names
+
+    if "task" in m.kwargs:
+        where, values = f"methods[{i}].kwargs.task", [m.kwargs["task"]]
+    elif "task" in space:
+        where = f"methods[{i}].space.task" if "task" in m.space else "space.task"
+        if not space["task"].discrete:
+            return [f"{where}: stl's task is a name: use {{grid: [...]}} or {{choice: [...]}}"]
+        values = space["task"].values
+    else:
+        return [
+            f"methods[{i}]: stl trains one task: give kwargs {{task: NAME}} or space "
+            "{task: {grid: [...]}} (one trial per task and seed)"
+        ]
+    problems = []
+    for d in study.datasets:
+        try:
+            names = dataset_task_names(d.name, d.kwargs)
+        except ConfigError:  # the dataset's own problem, reported by check_datasets_and_models
+            continue
+        unknown = [v for v in values if v not in names]
+        if unknown:
+            problems.append(f"{where}: {unknown} not a task of {d.name}; tasks: {', '.join(names)}")
+    return problems
+
+
+def registry_problems(study: Study) -> list[str]:
+    from mtl.methods import build_method, method_parameters, parse_method
+
+    problems = check_datasets_and_models(study)
+    base = study.train.model_dump()
+    for i, m in enumerate(study.methods):
+        try:
+            spec = parse_method(m.name)
+        except ConfigError as exc:
+            problems.append(f"methods[{i}].name: {exc}")
+            continue
+        space = study.group_space(m)
+        if spec.balancer == "stl":
+            problems += check_stl_task(study, i, m, space)
+        method_hps = {k: p for k, p in space.items() if destination(k)[0] == "method_kwargs"}
+        probes: list[tuple[str, dict[str, Any]]] = [(f"methods[{i}].kwargs", {})]
+        method_args = sorted(method_parameters(m.name))
+        for name, p in method_hps.items():
+            where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
+            if name in RESERVED_HPARAMS:  # reported by _check_spaces
+                continue
+            if name not in method_args and not name.startswith(("balancer.", "aggregator.")):
+                if not any(x.startswith(f"{where}: unknown hyperparameter") for x in problems):
+                    problems.append(f"{where}: {unknown_hparam(study, name, m.name, method_args)}")
+                continue
+            probes += [(where, {name: v}) for v in p.probe_values()]
+        failed: set[str] = set()
+        for where, override in probes:
+            if where in failed or f"methods[{i}].kwargs" in failed:
+                continue
+            kwargs = {**m.kwargs, **override}
+            if spec.balancer == "stl":  # its `task` depends on the dataset: check names only
+                kwargs.pop("task", None)
+            try:
+                build_method(m.name, ["t0", "t1", "t2"], seed=0, **kwargs)
+            except (ConfigError, TypeError, ValueError) as exc:
+                problems.append(f"{where}: {exc}")
+                failed.add(where)
+        for name, p in space.items():
+            field, key = destination(name)
+            where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
+            if field in TRAIN_HPARAMS:
+                problems += probe_train(where, base, name, p)
+            if field in ("dataset_kwargs", "model_kwargs", "architecture"):
+                problems += probe_dataset(study, where, field, key, p)
+    return sorted(set(problems), key=problems.index)
+
+
+def unknown_hparam(study: Study, name: str, method: str, method_args: list[str]) -> str:
+    """Why a searched name is nothing: it is not a training setting, has no ``model.``/``dataset.``/
+    ``scheduler.`` prefix and is not an argument of the method; the closest of all of them is offered."""
+    from mtl.data import DATASETS
+
+    prefixed = [
+        f"{prefix}{arg}"
+        for d in study.datasets
+        if d.name in DATASETS
+        for prefix, args in (
+            ("model.", DATASETS.factory(d.name).model_arguments),
+            ("dataset.", DATASETS.parameters(d.name)),
+        )
+        for arg in args
+    ]
+    candidates = [*TRAIN_HPARAMS, *method_args, *prefixed]
+    return (
+        f"unknown hyperparameter '{name}' for method '{method}'{did_you_mean(name, candidates)}; valid: "
+        f"{', '.join(method_args) or 'none'} (arguments of '{method}'), a training setting "
+        f"({', '.join(TRAIN_HPARAMS)}), or model.<arg>, dataset.<arg>, scheduler.<arg>"
+    )
+
+
+def check_datasets_and_models(study: Study) -> list[str]:
+    """Each dataset's name and fixed arguments, and the fixed architecture and model arguments for it
+    (names, types, ranges), without loading any data or building a model."""
+    from mtl.data import check_dataset, check_model
+
+    problems = []
+    for i, d in enumerate(study.datasets):
+        try:
+            check_dataset(d.name, d.kwargs)
+        except ConfigError as exc:
+            problems.append(f"datasets[{i}]: {exc}")
+            continue
+        for where, kwargs in (
+            ("train.architecture", {}),
+            ("train.model_kwargs", study.train.model_kwargs),
+        ):
+            try:
+                check_model(d.name, study.train.architecture, kwargs)
+            except ConfigError as exc:
+                problems.append(f"{where}: {exc}")
+                break
+    return problems
+
+
+def probe_dataset(study: Study, where: str, field: str, key: str | None, p: Param) -> list[str]:
+    """A searched dataset argument, model argument or architecture, every probe value against every
+    dataset of the study."""
+    from mtl.data import DATASETS, check_dataset, check_model
+
+    for d in study.datasets:
+        if d.name not in DATASETS:
+            continue
+        for value in p.probe_values():
+            try:
+                if field == "dataset_kwargs":
+                    check_dataset(d.name, {**d.kwargs, str(key): value})
+                elif field == "model_kwargs":
+                    check_model(
+                        d.name, study.train.architecture, {**study.train.model_kwargs, str(key): value}
+                    )
+                else:
+                    check_model(d.name, str(value), {})
+            except ConfigError as exc:
+                return [f"{where}: {exc}"]
+    return []
+
+
+def probe_train(where: str, base: dict[str, Any], name: str, p: Param) -> list[str]:
+    from mtl.config import TrainConfig
+
+    for value in p.probe_values():
+        try:
+            TrainConfig.from_dict(apply_hparams(base, {name: value}))
+        except ConfigError as exc:
+            return [f"{where}: {exc}"]
+    return []
