@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mtl.aggregators.base import AggregationResult
 from mtl.checks import check_choice, check_range, task_index  # noqa: F401  (re-exported)
 from mtl.context import StepContext
 
@@ -46,6 +47,19 @@ def scale_groups(grads: Tensor, factors: Tensor, sizes: Sequence[int]) -> Tensor
         return grads * factors
     chunks = grads.split(list(sizes), dim=-1)
     return torch.cat([chunk * factors[:, k : k + 1] for k, chunk in enumerate(chunks)], dim=-1)
+
+
+def gramian(grads: Tensor) -> Tensor:
+    """``K = G Gᵀ`` [T, T], the inner products of the task gradients, in ``grads``' dtype and device (pass
+    ``grads.double()`` for a float64 Gram). Shared by the aggregators that solve on it (MGDA, CAGrad,
+    Aligned-MTL, Nash-MTL)."""
+    return grads @ grads.T
+
+
+def weighted_sum(weights: Tensor, grads: Tensor) -> AggregationResult:
+    """The update ``Σ_t w_t g_t = wᵀ G`` with ``w`` reported as the task weights (MGDA, CAGrad, IMTL-G,
+    Aligned-MTL)."""
+    return AggregationResult(shared=weights @ grads, task_weights=weights)
 
 
 def require_losses(method: str, ctx: StepContext, num_tasks: int) -> Tensor:

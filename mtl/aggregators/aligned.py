@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtl.aggregators._common import check_choice
+from mtl.aggregators._common import check_choice, gramian, weighted_sum
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -23,7 +23,7 @@ def alignment_matrix(grads: Tensor, scale_mode: str = "min") -> Tensor:
     ``√mean λ`` (``rmse``). The eigen-decomposition runs in float64; the rank tolerance uses the gradients'
     dtype eps, as the reference.
     """
-    m = (grads @ grads.T).double()
+    m = gramian(grads).double()
     lam, vec = torch.linalg.eigh(m)
     tol = lam.max() * m.shape[0] * torch.finfo(grads.dtype).eps
     keep = lam > tol
@@ -58,4 +58,4 @@ class AlignedMTL(Aggregator):
 
     def forward(self, grads: Tensor, ctx: StepContext) -> AggregationResult:
         alpha = aligned_mtl_weights(grads, self.scale_mode)
-        return AggregationResult(shared=alpha @ grads, task_weights=alpha)
+        return weighted_sum(alpha, grads)

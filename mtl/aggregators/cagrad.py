@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtl.aggregators._common import check_choice
+from mtl.aggregators._common import check_choice, gramian, weighted_sum
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -226,7 +226,7 @@ class CAGrad(Aggregator):
     def forward(self, grads: Tensor, ctx: StepContext) -> AggregationResult:
         num_tasks = grads.shape[0]
         g64 = grads.double()  # the Gram in float64: a float32 Gram is asymmetric/noisy at ~1e-7 relative
-        gram = (g64 @ g64.T).cpu().numpy()
+        gram = gramian(g64).cpu().numpy()
         w = torch.from_numpy(cagrad_weights(gram, self.c, self.solver)).to(grads.device, torch.float64)
         g0_norm = float(np.sqrt(gram.mean() + 1e-8))
         gw_norm = float(torch.sqrt(w @ torch.from_numpy(gram).to(w.device) @ w).clamp_min(0))
@@ -234,4 +234,4 @@ class CAGrad(Aggregator):
         coefs = 1.0 / num_tasks + lam * w
         divisor = {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
         coefs = (num_tasks * coefs / divisor).to(grads.dtype)
-        return AggregationResult(shared=coefs @ grads, task_weights=coefs)
+        return weighted_sum(coefs, grads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtl.aggregators._common import NORM_EPS
+from mtl.aggregators._common import NORM_EPS, weighted_sum
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -52,4 +52,4 @@ class IMTLG(Aggregator):
 
     def forward(self, grads: Tensor, ctx: StepContext) -> AggregationResult:
         alpha = imtl_g_weights(grads)
-        return AggregationResult(shared=alpha @ grads, task_weights=alpha)
+        return weighted_sum(alpha, grads)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtl.aggregators._common import check_choice, require_losses
+from mtl.aggregators._common import check_choice, gramian, require_losses, weighted_sum
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -130,6 +130,6 @@ class MGDA(Aggregator):
 
     def forward(self, grads: Tensor, ctx: StepContext) -> AggregationResult:
         scaled = grads / self.normalizers(grads, ctx).clamp_min(1e-12).unsqueeze(1)
-        w = min_norm_weights(scaled @ scaled.T).to(grads.device, grads.dtype)
+        w = min_norm_weights(gramian(scaled)).to(grads.device, grads.dtype)
         weights = grads.shape[0] * w
-        return AggregationResult(shared=weights @ grads, task_weights=weights)
+        return weighted_sum(weights, grads)

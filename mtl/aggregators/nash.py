@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mtl.aggregators._common import gramian
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -182,7 +183,7 @@ class NashMTL(Aggregator):
         if grads.shape[0] != self.num_tasks:
             raise ValueError(f"nash_mtl built for {self.num_tasks} tasks, got {grads.shape[0]}")
         if self.step % self.update_weights_every == 0:
-            gtg = grads @ grads.T
+            gtg = gramian(grads)
             normalization = float(torch.linalg.norm(gtg))
             if not normalization > 0:
                 raise SolverError(f"nash_mtl: all task gradients are zero at step {self.step}")
