@@ -4,7 +4,7 @@ Sections (every timed step is CUDA-synchronised before and after; warm-up steps 
 of a section are interleaved, one step of each per round in a rotated order, so drift hits all alike):
 
 * ``qm9_batches``: seconds per batch of the QM9 host loader (collate on the host, copy to the device) and of
-  the device-resident gather (:mod:`mtl.data.qm9_device`), alternating, and their ratio;
+  the device-resident gather (:mod:`mtl.data.qm9.device`), alternating, and their ratio;
 * ``qm9_step``: seconds per training step on the QM9 MPNN (batch 128, a batch of real molecules gathered
   on the device) of EW, SI, IGBv2, DB-MTL, MGDA and Nash-MTL in the ``exact`` and ``exact_vmap`` gradient
   modes (the step of :mod:`benchmarks.side_by_side`: forward, losses, :func:`mtl.step.backward`, Adam; IGBv2

@@ -388,12 +388,12 @@ def test_cache_is_lazy_reused_validated_and_rebuilt(tmp_path, monkeypatch):
     def forbidden(*args):
         raise AssertionError("featurized although cached")
 
-    monkeypatch.setattr(qm9, "featurize", forbidden)
+    monkeypatch.setattr(qm9.dataset, "featurize", forbidden)
     again = build_dataset("qm9", subset=26, **kw)
     for s in ("train", "val", "test"):
         assert torch.equal(again.splits[s].rows, sub.splits[s].rows)
         torch.testing.assert_close(again.splits[s].x, sub.splits[s].x)
-    monkeypatch.setattr(qm9, "featurize", real)
+    monkeypatch.setattr(qm9.dataset, "featurize", real)
 
     full = build_dataset("qm9", **kw)  # featurizes the remaining 94 rows
     assert full.stats["featurized"] == 120 and full.stats["used"] == 120

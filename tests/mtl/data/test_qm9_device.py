@@ -7,7 +7,7 @@ import torch
 from mtl.config import TrainConfig
 from mtl.data import build_dataset
 from mtl.data.qm9 import TASKS
-from mtl.data.qm9_device import QM9DeviceBatches
+from mtl.data.qm9.device import QM9DeviceBatches
 from mtl.errors import ConfigError
 from mtl.train import Trainer, fit
 

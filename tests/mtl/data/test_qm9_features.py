@@ -100,7 +100,9 @@ def test_each_feature_set_has_its_own_cache(tmp_path, monkeypatch):
     x_san = torch.cat([san.splits[s].x for s in ("train", "val", "test")])
     assert x_ref[:, AROMATIC : SP3 + 1].abs().sum() == 0 and x_san[:, SP : SP3 + 1].abs().sum() > 0
     # both now come from their own cache, without featurizing
-    monkeypatch.setattr(qm9, "featurize", lambda *a: (_ for _ in ()).throw(AssertionError("featurized")))
+    monkeypatch.setattr(
+        qm9.dataset, "featurize", lambda *a: (_ for _ in ()).throw(AssertionError("featurized"))
+    )
     for features, expected in (("reference", x_ref), ("rdkit", x_san)):
         again = build_dataset("qm9", features=features, **kw)
         torch.testing.assert_close(torch.cat([again.splits[s].x for s in ("train", "val", "test")]), expected)
