@@ -7,11 +7,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mtl.errors import ConfigError
-from mtl.gradients import TRAIN_GRAD_MODES
+from mtl.grad_modes import TRAIN_GRAD_MODES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("none", "step", "cosine", "plateau")
 DEVICES = ("auto", "cpu", "cuda")
+
+
+TRIAL_FIELDS = ("dataset", "method", "seed", "dataset_kwargs", "method_kwargs")
+"""The fields that make one trial what it is; every other field is a training *setting* a study fixes for
+all its trials (``train:`` in a study file, :func:`training_settings`)."""
+
+
+def _setting(default: Any, *, searchable: bool = False, **bounds: float) -> Any:
+    """A training setting's default, with what a study may do with it: search it (``searchable``) and the
+    bounds its value must keep (``ge``/``gt``, as pydantic's ``Field`` takes them).
+    :meth:`TrainConfig.validate` checks the same bounds for configs made in code."""
+    return field(default=default, metadata={"searchable": searchable, "bounds": bounds})
 
 
 @dataclass
@@ -32,20 +44,20 @@ class TrainConfig:
     dataset: str = "synthetic"
     method: str = "ew"
     seed: int = 0
-    epochs: int | None = None
+    epochs: int | None = _setting(None, ge=1)
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    architecture: str = "hps"
-    lr: float | None = None
-    batch_size: int | None = None
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    scheduler: str | None = None
+    architecture: str = _setting("hps", searchable=True)
+    lr: float | None = _setting(None, searchable=True, gt=0)
+    batch_size: int | None = _setting(None, searchable=True, ge=1)
+    optimizer: str | None = _setting(None, searchable=True)
+    weight_decay: float | None = _setting(None, searchable=True, ge=0)
+    scheduler: str | None = _setting(None, searchable=True)
     scheduler_kwargs: dict[str, Any] | None = None
-    grad_mode: str = "exact"
+    grad_mode: str = _setting("exact", searchable=True)
     device: str = "auto"
-    max_steps_per_epoch: int | None = None
+    max_steps_per_epoch: int | None = _setting(None, searchable=True, ge=1)
     reference: dict[str, dict[str, float]] | None = None
     reference_table: str | None = None
     grad_diagnostics: bool = True
@@ -133,3 +145,15 @@ class TrainConfig:
             raise ConfigError(
                 "give either reference (measured STL results) or reference_table (a published row), not both"
             )
+
+
+def training_settings() -> list[dataclasses.Field]:
+    """The training settings of :class:`TrainConfig` (its fields but the :data:`TRIAL_FIELDS`), in order: the
+    one definition the study schema (``train:``) and the search space (:data:`searchable_settings`) derive
+    from."""
+    return [f for f in dataclasses.fields(TrainConfig) if f.name not in TRIAL_FIELDS]
+
+
+def searchable_settings() -> tuple[str, ...]:
+    """The training settings a study may search (``lr``, ``batch_size``, ...)."""
+    return tuple(f.name for f in training_settings() if f.metadata.get("searchable"))

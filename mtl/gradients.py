@@ -33,14 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-GRAD_MODES = ("exact", "exact_vmap", "rep")
-EXACT_MODES = ("exact", "exact_vmap")
-"""The modes that give the exact per-task gradients (the same ``G`` up to float rounding), in tie-break order:
-the per-task loop first, the papers' way."""
-AUTO_MODE = "auto"
-TRAIN_GRAD_MODES = (*GRAD_MODES, AUTO_MODE)
-"""What a trial's ``grad_mode`` may be: a mode of :func:`task_gradients`, or ``auto`` (the fastest exact mode
-on this model and device, chosen by a short probe at trial start: :mod:`mtl.grad_probe`)."""
+from mtl.grad_modes import AUTO_MODE, EXACT_MODES, GRAD_MODES, TRAIN_GRAD_MODES  # noqa: F401  (re-exported)
+
 AUTO_TIE_TOLERANCE = 0.02
 """``auto``: a mode must be more than 2 % faster than an earlier one of :data:`EXACT_MODES` to be chosen."""
 

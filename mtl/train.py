@@ -20,10 +20,11 @@ The reporter is called as ``reporter(record, checkpoint)``; ``checkpoint()`` ret
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,19 +61,11 @@ def resolve_device(name: str) -> torch.device:
 
 def resolve_config(config: TrainConfig, dataset: MTLDataset) -> TrainConfig:
     """Fill unset training settings from the dataset's paper defaults."""
-    d = dataset.defaults
     values = config.to_dict()
-    for key, default in (
-        ("epochs", d.epochs),
-        ("lr", d.lr),
-        ("batch_size", d.batch_size),
-        ("optimizer", d.optimizer),
-        ("weight_decay", d.weight_decay),
-        ("scheduler", d.scheduler),
-        ("scheduler_kwargs", dict(d.scheduler_kwargs)),
-    ):
-        if values[key] is None:
-            values[key] = default
+    for f in dataclasses.fields(dataset.defaults):  # every setting a dataset has a paper default for
+        if values[f.name] is None:
+            default = getattr(dataset.defaults, f.name)
+            values[f.name] = dict(default) if isinstance(default, Mapping) else default
     return TrainConfig.from_dict(values)
 
 

@@ -33,12 +33,17 @@ search space runs each seed once.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import operator
 import re
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -48,6 +53,7 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     model_validator,
 )
 
@@ -205,27 +211,12 @@ class MethodEntry(Strict):
         return {"name": data} if isinstance(data, str) else data
 
 
-class TrainSettings(Strict):
-    """Fixed ``mtl`` TrainConfig settings shared by every trial (unset = the dataset's paper default)."""
-
-    epochs: Int = Field(ge=1)
-    lr: float | None = Field(default=None, gt=0)
-    batch_size: Int | None = Field(default=None, ge=1)
-    optimizer: str | None = None
-    weight_decay: float | None = Field(default=None, ge=0)
-    scheduler: str | None = None
-    scheduler_kwargs: dict[str, Any] | None = None
-    grad_mode: str = "exact"
-    device: str = "auto"
-    max_steps_per_epoch: Int | None = Field(default=None, ge=1)
-    architecture: str = "hps"
-    model_kwargs: dict[str, Any] = Field(default_factory=dict)
-    grad_diagnostics: bool = True
-    reference: dict[str, dict[str, float]] | None = None
-    reference_table: str | None = None  # a table of mtl.data.references (None: the defaults)
+class _TrainSettingsBase(Strict):
+    """Fixed ``mtl`` TrainConfig settings shared by every trial (unset = the dataset's paper default). The
+    fields are derived from :class:`mtl.config.TrainConfig` (:func:`_train_settings_model`)."""
 
     @model_validator(mode="after")
-    def _valid_for_mtl(self, info: ValidationInfo) -> TrainSettings:
+    def _valid_for_mtl(self, info: ValidationInfo) -> _TrainSettingsBase:
         if not (info.context or {}).get("check_registry", True):
             return self  # a saved study, validated in full when it was written: no torch needed to read it
         from mtl.config import TrainConfig
@@ -235,6 +226,39 @@ class TrainSettings(Strict):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         return self
+
+
+def _strict_ints(annotation: Any) -> Any:
+    """``annotation`` with ``int`` as :data:`Int` (a bool is not an integer here)."""
+    if annotation is int:
+        return Int
+    args = get_args(annotation)
+    if args and get_origin(annotation) in (types.UnionType, Union):
+        return functools.reduce(operator.or_, [_strict_ints(a) for a in args])
+    return annotation
+
+
+def _train_settings_model() -> type[_TrainSettingsBase]:
+    """``train:`` of a study: every training setting of :class:`mtl.config.TrainConfig`
+    (:func:`mtl.config.training_settings`) with its type, default and bounds; ``epochs`` is required (a
+    study says how long its trials train)."""
+    from mtl.config import TrainConfig, training_settings
+
+    hints = typing.get_type_hints(TrainConfig)
+    fields: dict[str, Any] = {}
+    for f in training_settings():
+        bounds = dict(f.metadata.get("bounds", {}))
+        annotation = _strict_ints(hints[f.name])
+        if f.name == "epochs":
+            fields[f.name] = (Int, Field(**bounds))
+        elif f.default_factory is not dataclasses.MISSING:
+            fields[f.name] = (annotation, Field(default_factory=f.default_factory, **bounds))
+        else:
+            fields[f.name] = (annotation, Field(default=f.default, **bounds))
+    return create_model("TrainSettings", __base__=_TrainSettingsBase, **fields)
+
+
+TrainSettings = _train_settings_model()
 
 
 class SearchSettings(Strict):

@@ -27,19 +27,13 @@ import copy
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from mtl.config import searchable_settings
+
 if TYPE_CHECKING:
     from study.schema import Param
 
-TRAIN_HPARAMS = (
-    "lr",
-    "batch_size",
-    "weight_decay",
-    "optimizer",
-    "scheduler",
-    "grad_mode",
-    "architecture",
-    "max_steps_per_epoch",
-)
+TRAIN_HPARAMS = searchable_settings()
+"""The training settings a study may search, as :class:`mtl.config.TrainConfig` declares them."""
 KWARG_PREFIXES = {"model.": "model_kwargs", "dataset.": "dataset_kwargs", "scheduler.": "scheduler_kwargs"}
 RESERVED_HPARAMS = ("seed", "epochs", "dataset", "method", "device", "reference")
 

@@ -410,3 +410,24 @@ def test_a_space_of_grid_parameters_only_is_enumerated_under_optuna():
     groups = make_searcher(study).groups
     assert groups["synthetic__stl"].algorithm == "grid" and groups["synthetic__stl"].total == 6
     assert groups["synthetic__ew"].total == 2  # nothing searched: each seed once
+
+
+def test_train_settings_are_derived_from_trainconfig():
+    """One definition (issue 16): every training setting of TrainConfig is a `train:` field with its default
+    and bounds, and the searchable ones are the search space's training hyperparameters."""
+    import dataclasses
+
+    from mtl.config import TRIAL_FIELDS, TrainConfig, searchable_settings
+    from study.schema import TrainSettings
+    from study.space import TRAIN_HPARAMS
+
+    settings = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in TRIAL_FIELDS]
+    assert list(TrainSettings.model_fields) == settings
+    assert TRAIN_HPARAMS == searchable_settings() and "lr" in TRAIN_HPARAMS and "device" not in TRAIN_HPARAMS
+    study = parse_study(
+        "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 1, device_batches: false}\n", default_name="x"
+    )
+    assert study.train.device_batches is False  # a setting added to TrainConfig reaches the study file
+    assert "train.batch_size: Input should be greater than or equal to 1" in errors_of(
+        "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 1, batch_size: 0}\n"
+    )
