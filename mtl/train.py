@@ -469,6 +469,15 @@ def fit(
     trainer = Trainer(config, dataset=dataset)
     if state is not None:
         trainer.load_state_dict(state)
+    return train_to_end(trainer, reporter, progress=progress)
+
+
+def train_to_end(
+    trainer: Trainer, reporter: Reporter | None = None, *, progress: bool = False
+) -> list[Record]:
+    """The one epoch loop: run ``trainer``'s remaining epochs, handing each epoch's record and a getter of
+    the trainer's state to ``reporter`` (which may end the run early by raising :class:`StopTraining`; any
+    other exception propagates). :func:`fit` and the study's trials (:mod:`study.trial`) both use it."""
     while trainer.epoch < trainer.config.epochs:
         record = trainer.run_epoch(progress=progress)
         if reporter is not None:

@@ -1,10 +1,11 @@
 """The Ray Tune trainable: one trial = one ``mtl`` training run of one configuration and seed.
 
-Per epoch it (1) trains and evaluates with :class:`mtl.train.Trainer`, (2) checks that every metric is
-finite, (3) writes the epoch's Parquet row and the trial's ``trials/`` row (atomically, see
-:mod:`study.results`), (4) saves the full trainer state (:class:`StateStore`) and (5) ``tune.report``\\s
-the metrics with a checkpoint that points at that state. A retried trial (``FailureConfig``) or a resumed
-study continues from the newest saved state and rewrites the rows of the epochs it re-runs, so no row is
+Per epoch (the one epoch loop, :func:`mtl.train.train_to_end`, with this module's reporter) it (1) trains
+and evaluates with :class:`mtl.train.Trainer`, (2) checks that every metric is finite, (3) writes the
+epoch's Parquet row and the trial's ``trials/`` row (atomically, see :mod:`study.results`), (4) saves the
+full trainer state (:class:`StateStore`) and (5) ``tune.report``\\s the metrics with a checkpoint that
+points at that state. A retried trial (``FailureConfig``) or a resumed study continues from the newest
+saved state and rewrites the rows of the epochs it re-runs, so no row is
 duplicated or lost.
 
 Non-finite metrics never reach ASHA or Optuna: the trial records ``status=failed`` with the reason in
@@ -238,7 +239,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
 
     from mtl.config import TrainConfig
     from mtl.errors import NonFiniteLossError
-    from mtl.train import Trainer
+    from mtl.train import Trainer, train_to_end
 
     t_start = time.monotonic()
     entered_at = _dt.datetime.now(_dt.UTC)  # the slot is busy from here: set-up (dataset, model) included
@@ -330,13 +331,11 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     reported = False
-    write_trial("completed" if trainer.epoch >= max_epochs else "running")
-    while trainer.epoch < max_epochs:
-        epoch = trainer.epoch
-        try:
-            record = trainer.run_epoch()
-        except NonFiniteLossError as exc:
-            fail_nonfinite(str(exc))
+
+    def on_epoch(record: dict[str, Any], state: Any) -> None:
+        """The trial's reporter for :func:`mtl.train.train_to_end`: check, write, save, report."""
+        nonlocal reported
+        epoch = int(record["epoch"])
         if applies(faults.get("nan"), epoch, seed):
             record["val_delta_p"] = float("nan")
         bad = nonfinite_fields(record)
@@ -361,13 +360,19 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
         state_path = store.save(
             epoch,
             {
-                "trainer": trainer.state_dict(),
+                "trainer": state(),
                 "meta": {**meta, "wall_before": wall()},
                 "fingerprint": fingerprint(config_dict),
             },
         )
         report(record, state_path)
         reported = True
+
+    write_trial("completed" if trainer.epoch >= max_epochs else "running")
+    try:
+        train_to_end(trainer, on_epoch)
+    except NonFiniteLossError as exc:
+        fail_nonfinite(str(exc))
     if not reported and trainer.records:
         # Resumed from a state that had already run every epoch (the study was interrupted between the
         # last save and Tune recording that result): report the last result again, so Tune and the
