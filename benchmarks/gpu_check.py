@@ -51,7 +51,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.side_by_side import Bench, Config, Workload, make_config
+from benchmarks.side_by_side import Bench, Config, make_config
+from benchmarks.workloads import Workload
 from mtl.gradients import EXACT_MODES
 from mtl.methods import parse_method
 

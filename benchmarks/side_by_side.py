@@ -54,167 +54,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
 
+from benchmarks.workloads import (
+    MODELS,
+    Workload,
+    all_methods,
+    build_workload,
+    prefill_igbv2,
+)
 from mtl.context import StepContext
 from mtl.methods import Method, build_method
-from mtl.models.base import MultiTaskModel
-from mtl.models.hps import HPS
 from mtl.step import backward
 
-MODELS = ("mpnn", "resnet18")
 MODES = ("exact", "exact_vmap", "rep")
-DEFAULT_BATCH = {"mpnn": 128, "resnet18": 8}
-# the methods of the papers' tables and every gradient-balancing method, alone and combined
-PAPER_METHODS = [
-    "ew",
-    "si",
-    "gls",
-    "rlw",
-    "uw",
-    "dwa",
-    "imtl_l",
-    "igbv1",
-    "igbv2",
-    "max_norm",
-    "db_mtl",
-    "mgda",
-    "pcgrad",
-    "gradvac",
-    "graddrop",
-    "cagrad",
-    "imtl_g",
-    "imtl",
-    "nash_mtl",
-    "aligned_mtl",
-    "gradnorm",
-    "moco",
-    "metabalance",
-    "mtadam",
-    "igbv1+max_norm",
-    "igbv2+nash_mtl",
-]
-
-
-# -- workloads -----------------------------------------------------------------------------------------------
-@dataclass
-class Workload:
-    """A model, one fixed batch and its per-task loss function."""
-
-    name: str
-    model: MultiTaskModel
-    inputs: Any
-    loss_fn: Callable[[dict[str, Tensor]], Tensor]
-    task_names: list[str]
-    description: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-class PooledResNet18(nn.Module):
-    """ResNet-18 trunk (torchvision, random weights) + global average pooling: images -> ``[B, 512]``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        from mtl.models.resnet import ResNetTrunk
-
-        self.trunk = ResNetTrunk("resnet18", warn=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.trunk(x).mean(dim=(2, 3))
-
-
-def resnet18_workload(
-    batch_size: int = 8, tasks: int = 3, classes: int = 31, image: int = 224, seed: int = 0
-) -> Workload:
-    torch.manual_seed(seed)
-    names = [f"t{i}" for i in range(tasks)]
-    model = HPS(PooledResNet18(), {t: nn.Linear(512, classes) for t in names})
-    gen = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch_size, 3, image, image, generator=gen)
-    labels = torch.randint(0, classes, (tasks, batch_size), generator=gen)
-
-    def loss_fn(preds: dict[str, Tensor]) -> Tensor:
-        return torch.stack([F.cross_entropy(preds[t], labels[i]) for i, t in enumerate(names)])
-
-    return Workload(
-        "resnet18",
-        model,
-        images,
-        loss_fn,
-        names,
-        f"ResNet-18 HPS, {tasks} linear {classes}-way heads, batch {batch_size} at {image}px",
-        {"batch_size": batch_size, "tasks": tasks, "image": image},
-    )
-
-
-def _random_graphs(batch_size: int, atoms: int, seed: int) -> tuple[Any, Tensor]:
-    """Random complete graphs with QM9's feature sizes (fallback when QM9 cannot be read)."""
-    from torch_geometric.data import Batch, Data
-
-    gen = torch.Generator().manual_seed(seed)
-    graphs = []
-    for _ in range(batch_size):
-        n = int(torch.randint(max(2, atoms - 8), atoms + 9, (1,), generator=gen))
-        x = torch.cat([F.one_hot(torch.randint(0, 5, (n,), generator=gen), 5).float(), torch.rand(n, 6)], 1)
-        idx = torch.arange(n)
-        src, dst = torch.meshgrid(idx, idx, indexing="ij")
-        keep = src != dst
-        edge_index = torch.stack([src[keep], dst[keep]])
-        e = edge_index.shape[1]
-        bond = F.one_hot(torch.randint(0, 5, (e,), generator=gen), 5)[:, :4].float()
-        edge_attr = torch.cat([bond, 1 + 2 * torch.rand(e, 1, generator=gen)], 1)
-        graphs.append(Data(x=x, edge_index=edge_index, edge_attr=edge_attr))
-    return Batch.from_data_list(graphs), torch.randn(batch_size, 11, generator=gen)
-
-
-def mpnn_workload(batch_size: int = 128, seed: int = 0) -> Workload:
-    from mtl.models.mpnn import MPNNEncoder
-
-    torch.manual_seed(seed)
-    try:  # real molecules: a seeded random sample of QM9 (the subset's own, cached, featurized molecules)
-        from mtl.data.qm9 import SPLIT_PERIOD, QM9Dataset
-
-        data = QM9Dataset(subset=max(SPLIT_PERIOD, batch_size * 13 // 11 + 26), progress=False)
-        graphs, targets = next(iter(data.loader("train", batch_size, shuffle=True, seed=seed, epoch=0)))
-        model = data.build_model()
-        names = list(data.task_names)
-
-        def loss_fn(preds: dict[str, Tensor]) -> Tensor:
-            return data.losses(preds, targets)
-
-        source = "QM9 molecules (qm9pack), complete graphs"
-    except Exception as exc:  # QM9 not available: molecule-sized random graphs
-        print(f"note: QM9 unavailable ({type(exc).__name__}: {exc}); using random graphs", file=sys.stderr)
-        graphs, y = _random_graphs(batch_size, 18, seed)
-        names = [f"t{i}" for i in range(11)]
-        model = HPS(MPNNEncoder(), {t: nn.Linear(64, 1) for t in names})
-
-        def loss_fn(preds: dict[str, Tensor]) -> Tensor:
-            return torch.stack([F.mse_loss(preds[t].squeeze(-1), y[:, i]) for i, t in enumerate(names)])
-
-        source = "random molecule-sized complete graphs"
-    return Workload(
-        "mpnn",
-        model,
-        graphs,
-        loss_fn,
-        names,
-        f"QM9 MPNN (mtl.models.mpnn), 11 heads, batch {batch_size}: {source}",
-        {
-            "batch_size": batch_size,
-            "nodes": int(graphs.num_nodes),
-            "edges": int(graphs.edge_index.shape[1]),
-            "source": source,
-        },
-    )
-
-
-def build_workload(name: str, batch_size: int | None = None, seed: int = 0) -> Workload:
-    if name not in MODELS:
-        raise ValueError(f"unknown model '{name}'; valid: {', '.join(MODELS)}")
-    bs = batch_size or DEFAULT_BATCH[name]
-    return mpnn_workload(bs, seed) if name == "mpnn" else resnet18_workload(bs, seed=seed)
 
 
 def _to_device(x: Any, device: torch.device) -> Any:
@@ -242,22 +94,9 @@ class Config:
         return f"{self.method_name}/{self.mode}"
 
 
-def _prefill_igbv2(method: Method, num_tasks: int, seed: int) -> bool:
-    """IGBv2 (alone or combined): past its base epoch, replay buffer full (the costliest SAC bursts)."""
-    b = method.balancer
-    if getattr(b, "agent", None) is None:
-        return False
-    b.end_epoch(b.base_epoch, torch.ones(num_tasks))
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(b.buffer.capacity):
-        s = torch.rand(num_tasks, generator=gen)
-        b.buffer.add(s, num_tasks * torch.softmax(torch.randn(num_tasks, generator=gen), 0), 0.0, s)
-    return True
-
-
 def make_config(workload: Workload, name: str, mode: str, seed: int, device: torch.device) -> Config:
     method = build_method(name, workload.task_names, seed=seed).to(device)
-    igb = _prefill_igbv2(method, len(workload.task_names), seed)
+    igb = prefill_igbv2(method.balancer, len(workload.task_names), seed)
     extra = list(method.extra_parameters())
     optimizer = torch.optim.Adam(extra, lr=1e-3) if extra else None
     return Config(name, mode, method, optimizer, epoch=5 if igb else 0)
@@ -369,7 +208,7 @@ def cpu_peak_bytes(fn: Callable[[], Any]) -> int:
 def expand_methods(methods: Sequence[str]) -> list[str]:
     out: list[str] = []
     for m in methods:
-        for name in PAPER_METHODS if m == "all" else m.split(","):
+        for name in all_methods() if m == "all" else m.split(","):
             if name and name not in out:
                 out.append(name)
     if "ew" in out:

@@ -45,32 +45,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from benchmarks.workloads import all_methods, prefill_igbv2, random_molecule_graphs
 from mtl.context import StepContext
 from mtl.methods import build_method
 from mtl.models.hps import HPS
 from mtl.step import backward
 
 TASKS = [f"t{i}" for i in range(11)]
-DEFAULT_METHODS = [
-    "ew",
-    "igbv1",
-    "igbv2",
-    "db_mtl",
-    "mgda",
-    "pcgrad",
-    "gradvac",
-    "graddrop",
-    "cagrad",
-    "imtl_g",
-    "imtl",
-    "nash_mtl",
-    "aligned_mtl",
-    "gradnorm",
-    "moco",
-    "metabalance",
-    "mtadam",
-    "igbv2+nash_mtl",
-]
 
 
 class StandInMPNN(nn.Module):
@@ -105,38 +86,6 @@ def build_encoder() -> tuple[nn.Module, str]:
     return MPNNEncoder(), "mtl.models.mpnn.MPNNEncoder"
 
 
-def random_batch(batch_size: int, atoms: int, seed: int, device: torch.device) -> tuple[Any, Tensor]:
-    """Random complete molecular graphs (11 node / 5 edge features) and 11 regression targets."""
-    from torch_geometric.data import Batch, Data
-
-    gen = torch.Generator().manual_seed(seed)
-    graphs = []
-    for _ in range(batch_size):
-        n = int(torch.randint(max(2, atoms - 8), atoms + 9, (1,), generator=gen))
-        kind = torch.randint(0, 5, (n,), generator=gen)
-        x = torch.cat(
-            [F.one_hot(kind, 5).float(), torch.rand(n, 6, generator=gen).round()], dim=1
-        )  # type one-hot, atomic number, aromatic, sp/sp2/sp3, #H (values only matter for their shapes)
-        idx = torch.arange(n)
-        src, dst = torch.meshgrid(idx, idx, indexing="ij")
-        keep = src != dst
-        edge_index = torch.stack([src[keep], dst[keep]])
-        bond = torch.randint(0, 5, (edge_index.shape[1],), generator=gen)
-        edge_attr = torch.cat(
-            [F.one_hot(bond, 5)[:, :4].float(), 1 + 2 * torch.rand(edge_index.shape[1], 1, generator=gen)],
-            dim=1,
-        )
-        graphs.append(Data(x=x, edge_index=edge_index, edge_attr=edge_attr))
-    batch = Batch.from_data_list(graphs).to(device)
-    # correlated targets like QM9's (U0, U, H and G are nearly the same quantity), z-scored
-    mixing = torch.randn(len(TASKS), 4, generator=gen)
-    mixing[7:10] = mixing[6] + 0.01 * torch.randn(3, 4, generator=gen)
-    targets = torch.randn(batch_size, 4, generator=gen) @ mixing.T
-    targets = targets + 0.3 * torch.randn(batch_size, len(TASKS), generator=gen)
-    targets = (targets - targets.mean(dim=0)) / targets.std(dim=0)
-    return batch, targets.to(device)
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -161,7 +110,7 @@ class StepRunner:
         self.k = 1
         self.times: list[float] = []
         if self.igb:
-            fill_replay_buffer(self.method.balancer, seed)
+            prefill_igbv2(self.method.balancer, len(TASKS), seed)
 
     def run(self, record: bool = True) -> None:
         # k starts at 2 so IGBv2 never hits its (k - 1) % 50 == 0 burst inside the timed steps
@@ -203,15 +152,6 @@ class StepRunner:
         return out
 
 
-def fill_replay_buffer(balancer: Any, seed: int) -> None:
-    """IGBv2 with L_base set and a full replay buffer: the most expensive SAC bursts."""
-    balancer.end_epoch(balancer.base_epoch, torch.ones(len(TASKS)))
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(balancer.buffer.capacity):
-        s = torch.rand(len(TASKS), generator=gen)
-        balancer.buffer.add(s, len(TASKS) * torch.softmax(torch.randn(len(TASKS), generator=gen), 0), 0.0, s)
-
-
 def time_round_robin(
     names: list[str], batch: Any, targets: Tensor, device: torch.device, args: Any, log: Callable[[str], None]
 ) -> dict[str, dict[str, Any]]:
@@ -236,7 +176,7 @@ def time_components(
     b = method.balancer
     igb = getattr(b, "agent", None) is not None
     if igb:
-        fill_replay_buffer(b, seed)
+        prefill_igbv2(b, len(TASKS), seed)
     balancer_t, aggregator_t = [], []
     gen = torch.Generator().manual_seed(seed)
     for k in range(2, repeats + 3):
@@ -315,7 +255,7 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> l
 
         return side_by_side(argv, log=log)["results"]
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", nargs="*", default=DEFAULT_METHODS)
+    parser.add_argument("--methods", nargs="*", default=all_methods())
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--atoms", type=int, default=18)
     parser.add_argument("--steps", type=int, default=5)
@@ -333,7 +273,7 @@ def main(argv: list[str] | None = None, log: Callable[[str], None] = print) -> l
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    batch, targets = random_batch(args.batch_size, args.atoms, args.seed, device)
+    batch, targets = random_molecule_graphs(args.batch_size, args.atoms, args.seed, device)
     meta = {
         "encoder": build_encoder()[1],
         "batch_size": args.batch_size,

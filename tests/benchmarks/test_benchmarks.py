@@ -9,6 +9,7 @@ import torch
 
 from benchmarks import side_by_side
 from benchmarks.side_by_side import cpu_peak_bytes, expand_methods
+from benchmarks.workloads import all_methods, build_workload
 
 
 def test_cpu_peak_memory_counts_the_step_only():
@@ -30,6 +31,14 @@ def test_method_list():
     assert names[0] == "ew" and len(names) == len(set(names)) >= 20
     assert {"db_mtl", "igbv2", "nash_mtl", "igbv2+nash_mtl"} <= set(names)
     assert expand_methods(["db_mtl,mgda", "ew"]) == ["ew", "db_mtl", "mgda"]
+    # "all" comes from the registries: every balancer and aggregator (a new one is benchmarked without
+    # anyone editing a list), by canonical name
+    from mtl.aggregators import AGGREGATORS
+    from mtl.balancers import BALANCERS
+
+    assert names == all_methods()
+    assert (set(BALANCERS.names()) | set(AGGREGATORS.names())) - {"stl", "sum"} <= set(names)
+    assert "log+max_norm" not in names and "db-mtl" not in names  # one name per method
 
 
 def test_side_by_side_on_a_tiny_mpnn(tmp_path, monkeypatch):
@@ -65,7 +74,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown gradient mode"):
         side_by_side.run("mpnn", ["fast"], ["ew"])
     with pytest.raises(ValueError, match="unknown model"):
-        side_by_side.build_workload("resnet50")
+        build_workload("resnet50")
 
 
 @pytest.mark.slow
