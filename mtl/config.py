@@ -75,10 +75,28 @@ class TrainConfig:
         config.validate()
         return config
 
+    def ensure_valid(self) -> None:
+        """:meth:`validate`, unless this config was validated as it is now (a trial's config is checked once
+        as it starts: by :meth:`from_dict`, not again by the trainer)."""
+        if getattr(self, "_valid_as", None) != self._identity():
+            self.validate()
+
+    def mark_valid(self) -> None:
+        """Record this config as valid as it is now (for code that derived it from a valid one)."""
+        self._valid_as = self._identity()
+
+    def _identity(self) -> str:
+        return repr(dataclasses.astuple(self))
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
+        """Check every field (types, ranges, names); raises :class:`ConfigError` naming the first bad one."""
+        self._check_fields()
+        self._valid_as = self._identity()
+
+    def _check_fields(self) -> None:
         def check(cond: bool, message: str) -> None:
             if not cond:
                 raise ConfigError(message)

@@ -86,5 +86,9 @@ def test_study_overhead_figures(tmp_path, monkeypatch):
     out = measure(trials=6, epochs=2, storage=str(tmp_path / "results"), printer=lambda _: None)
     assert out["trials"] == 6 and sum(out["statuses"].values()) == 6
     assert set(out["statuses"]) <= {"completed", "stopped"}
-    assert out["trials_per_hour"] > 0 and out["overhead_per_trial_s"] > 0
-    assert out["epochs_run"] >= 6 and "trials per hour" in markdown(out)
+    assert out["trials_per_hour"] == pytest.approx(3600 * 6 / out["wall_s"])  # the figure is what it says
+    assert out["trials_per_hour_excluding_ray_start"] >= out["trials_per_hour"]  # start-up only adds time
+    assert out["overhead_per_trial_s"] > 0 and out["in_trial_overhead_per_trial_s"] >= 0
+    assert 6 <= out["epochs_run"] <= 12  # 6 trials of at most 2 epochs, each at least one
+    text = markdown(out)
+    assert f"| trials per hour | {out['trials_per_hour']:.0f} |" in text

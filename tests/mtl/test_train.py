@@ -143,3 +143,17 @@ def test_unknown_dataset_and_dataset_kwarg():
         fit(TrainConfig(dataset="nyu"))
     with pytest.raises(ConfigError, match="n_train"):
         fit(TrainConfig(dataset="synthetic", dataset_kwargs={"ntrain": 5}))
+
+
+def test_a_trial_config_is_validated_once(monkeypatch):
+    """Issue 16: from_dict validates; the trainer and resolve_config do not validate the same config again,
+    but a config changed after validation is checked again."""
+    calls = []
+    original = TrainConfig._check_fields
+    monkeypatch.setattr(TrainConfig, "_check_fields", lambda self: calls.append(1) or original(self))
+    config = TrainConfig.from_dict(_config(epochs=1).to_dict())
+    Trainer(config)
+    assert len(calls) == 1
+    config.lr = -1.0  # changed after validation: the trainer checks it again
+    with pytest.raises(ConfigError, match="lr must be > 0"):
+        Trainer(config)
