@@ -66,6 +66,10 @@ def resolve_config(config: TrainConfig, dataset: MTLDataset) -> TrainConfig:
         if getattr(config, f.name) is None:
             default = getattr(dataset.defaults, f.name)
             filled[f.name] = dict(default) if isinstance(default, Mapping) else default
+    if config.scheduler is not None and config.scheduler_kwargs is None:
+        # the dataset's scheduler arguments belong to the dataset's scheduler: a chosen scheduler starts from
+        # its own defaults (QM9's plateau factor/patience mean nothing to `none` or `cosine`)
+        filled["scheduler_kwargs"] = {}
     if not filled:
         return config
     config.ensure_valid()

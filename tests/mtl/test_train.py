@@ -157,3 +157,20 @@ def test_a_trial_config_is_validated_once(monkeypatch):
     config.lr = -1.0  # changed after validation: the trainer checks it again
     with pytest.raises(ConfigError, match="lr must be > 0"):
         Trainer(config)
+
+
+def test_a_chosen_scheduler_does_not_inherit_the_datasets_scheduler_arguments():
+    """QM9's paper scheduler is plateau (factor 0.7, patience 5): a study that picks `scheduler: none` (the
+    QM9 quickstart) must not get plateau's arguments, which `none` refuses (a trial failed on that)."""
+    from mtl.data.base import TrainDefaults
+    from mtl.train import resolve_config
+
+    class WithPlateau:
+        defaults = TrainDefaults(scheduler="plateau", scheduler_kwargs={"factor": 0.7, "patience": 5})
+
+    chosen = resolve_config(_config(scheduler="none"), WithPlateau())
+    assert chosen.scheduler == "none" and chosen.scheduler_kwargs == {}
+    default = resolve_config(_config(), WithPlateau())
+    assert default.scheduler == "plateau" and default.scheduler_kwargs == {"factor": 0.7, "patience": 5}
+    kept = resolve_config(_config(scheduler="step", scheduler_kwargs={"step_size": 3}), WithPlateau())
+    assert kept.scheduler_kwargs == {"step_size": 3}
