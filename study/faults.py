@@ -67,23 +67,21 @@ def pause_for_kill(spec: Mapping[str, Any], trial_id: str) -> None:
         time.sleep(0.05)
 
 
-class FaultyStorage(pafs.FileSystemHandler):
-    """Test-only (``storage_down``): a pyarrow filesystem whose writes fail while a flag file exists."""
+class WatchedStorage(pafs.FileSystemHandler):
+    """A pyarrow filesystem handler over ``fs`` that calls :meth:`before_write` with the operation and path
+    before every call that changes storage (create, write, append, move, copy, delete); reads pass through.
+    The base of the test-only storages: :class:`FaultyStorage` and the compaction tests' crash storage."""
 
-    def __init__(self, fs: pafs.FileSystem, flags: list[str], label: str = "") -> None:
+    type_prefix = "watched"
+
+    def __init__(self, fs: pafs.FileSystem) -> None:
         self.fs = fs
-        self.flags = flags
-        self.label = label
 
-    def _check(self, path: str) -> None:
-        for flag in self.flags:
-            if os.path.exists(flag):
-                with open(f"{flag}.refused", "a") as log:
-                    log.write(f"{self.label} {path}\n")
-                raise OSError(errno.EROFS, f"injected storage fault: storage is read-only ({flag})", path)
+    def before_write(self, what: str, path: str) -> None:
+        """Called before each mutating call (may raise to make it fail)."""
 
     def get_type_name(self) -> str:
-        return f"faulty+{self.fs.type_name}"
+        return f"{self.type_prefix}+{self.fs.type_name}"
 
     def normalize_path(self, path: str) -> str:
         return self.fs.normalize_path(path)
@@ -95,31 +93,31 @@ class FaultyStorage(pafs.FileSystemHandler):
         return self.fs.get_file_info(selector)
 
     def create_dir(self, path: str, recursive: bool) -> None:
-        self._check(path)
+        self.before_write("create_dir", path)
         self.fs.create_dir(path, recursive=recursive)
 
     def delete_dir(self, path: str) -> None:
-        self._check(path)
+        self.before_write("delete_dir", path)
         self.fs.delete_dir(path)
 
     def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self._check(path)
+        self.before_write("delete_dir_contents", path)
         self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
 
     def delete_root_dir_contents(self) -> None:
-        self._check("/")
+        self.before_write("delete_root_dir_contents", "/")
         self.fs.delete_dir_contents("/", accept_root_dir=True)
 
     def delete_file(self, path: str) -> None:
-        self._check(path)
+        self.before_write("delete_file", path)
         self.fs.delete_file(path)
 
     def move(self, src: str, dest: str) -> None:
-        self._check(dest)
+        self.before_write("move", dest)
         self.fs.move(src, dest)
 
     def copy_file(self, src: str, dest: str) -> None:
-        self._check(dest)
+        self.before_write("copy_file", dest)
         self.fs.copy_file(src, dest)
 
     def open_input_stream(self, path: str) -> Any:
@@ -129,9 +127,27 @@ class FaultyStorage(pafs.FileSystemHandler):
         return self.fs.open_input_file(path)
 
     def open_output_stream(self, path: str, metadata: Any) -> Any:
-        self._check(path)
+        self.before_write("write", path)
         return self.fs.open_output_stream(path, metadata=metadata)
 
     def open_append_stream(self, path: str, metadata: Any) -> Any:
-        self._check(path)
+        self.before_write("append", path)
         return self.fs.open_append_stream(path, metadata=metadata)
+
+
+class FaultyStorage(WatchedStorage):
+    """Test-only (``storage_down``): a pyarrow filesystem whose writes fail while a flag file exists."""
+
+    type_prefix = "faulty"
+
+    def __init__(self, fs: pafs.FileSystem, flags: list[str], label: str = "") -> None:
+        super().__init__(fs)
+        self.flags = flags
+        self.label = label
+
+    def before_write(self, what: str, path: str) -> None:
+        for flag in self.flags:
+            if os.path.exists(flag):
+                with open(f"{flag}.refused", "a") as log:
+                    log.write(f"{self.label} {path}\n")
+                raise OSError(errno.EROFS, f"injected storage fault: storage is read-only ({flag})", path)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mtl.data import cityscapes, nyuv2, office, qm9, synthetic  # noqa: F401  (registration)
-from mtl.data.base import MetricAccumulator, MTLDataset, TaskSpec, TrainDefaults
+from mtl.data.base import MTLDataset
 from mtl.data.registry import DATASETS
 
 
@@ -40,16 +40,3 @@ def check_model(name: str, architecture: str, model_kwargs: Mapping[str, Any]) -
     cls = DATASETS.factory(name)
     if isinstance(cls, type) and issubclass(cls, MTLDataset):
         cls.check_model_arguments(architecture, model_kwargs)
-
-
-__all__ = [
-    "DATASETS",
-    "MTLDataset",
-    "MetricAccumulator",
-    "TaskSpec",
-    "TrainDefaults",
-    "build_dataset",
-    "check_dataset",
-    "check_model",
-    "dataset_task_names",
-]

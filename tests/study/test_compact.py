@@ -11,6 +11,7 @@ import pytest
 
 from study.cli import main as study_main
 from study.compact import compact_ended_trial, compact_study
+from study.faults import WatchedStorage
 from study.results import (
     COMPACTED_SUFFIX,
     ResultsWriter,
@@ -27,30 +28,23 @@ class Crash(OSError):
     """The simulated crash."""
 
 
-class Storage(pafs.FileSystemHandler):
+class Storage(WatchedStorage):
     """The local filesystem, with two test hooks: ``budget`` mutating calls succeed and the next one raises
     :class:`Crash` (a process dying between two steps); ``on_list`` runs once, after the first recursive
     listing was taken and before it is returned (something changing the files under a reader)."""
 
+    type_prefix = "test"
+
     def __init__(self, budget: int | None = None, on_list: Any = None) -> None:
-        self.fs = pafs.LocalFileSystem()
+        super().__init__(pafs.LocalFileSystem())
         self.budget = budget
         self.on_list = on_list
         self.calls: list[str] = []
 
-    def _mutate(self, what: str, path: str) -> None:
+    def before_write(self, what: str, path: str) -> None:
         if self.budget is not None and len(self.calls) >= self.budget:
             raise Crash(f"simulated crash before {what} {path}")
         self.calls.append(f"{what} {path}")
-
-    def get_type_name(self) -> str:
-        return "test+local"
-
-    def normalize_path(self, path: str) -> str:
-        return self.fs.normalize_path(path)
-
-    def get_file_info(self, paths: list[str]) -> list[pafs.FileInfo]:
-        return self.fs.get_file_info(paths)
 
     def get_file_info_selector(self, selector: pafs.FileSelector) -> list[pafs.FileInfo]:
         listing = self.fs.get_file_info(selector)
@@ -58,47 +52,6 @@ class Storage(pafs.FileSystemHandler):
             hook, self.on_list = self.on_list, None
             hook()
         return listing
-
-    def create_dir(self, path: str, recursive: bool) -> None:
-        self._mutate("create_dir", path)
-        self.fs.create_dir(path, recursive=recursive)
-
-    def delete_dir(self, path: str) -> None:
-        self._mutate("delete_dir", path)
-        self.fs.delete_dir(path)
-
-    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
-        self._mutate("delete_dir_contents", path)
-        self.fs.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
-
-    def delete_root_dir_contents(self) -> None:
-        raise NotImplementedError
-
-    def delete_file(self, path: str) -> None:
-        self._mutate("delete_file", path)
-        self.fs.delete_file(path)
-
-    def move(self, src: str, dest: str) -> None:
-        self._mutate("move", dest)
-        self.fs.move(src, dest)
-
-    def copy_file(self, src: str, dest: str) -> None:
-        self._mutate("copy_file", dest)
-        self.fs.copy_file(src, dest)
-
-    def open_input_stream(self, path: str) -> Any:
-        return self.fs.open_input_stream(path)
-
-    def open_input_file(self, path: str) -> Any:
-        return self.fs.open_input_file(path)
-
-    def open_output_stream(self, path: str, metadata: Any) -> Any:
-        self._mutate("write", path)
-        return self.fs.open_output_stream(path, metadata=metadata)
-
-    def open_append_stream(self, path: str, metadata: Any) -> Any:
-        self._mutate("append", path)
-        return self.fs.open_append_stream(path, metadata=metadata)
 
 
 def info(trial_id: str, method: str = "ew") -> TrialInfo:
