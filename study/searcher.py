@@ -4,6 +4,10 @@ proposed by its own search, so that all groups share one pool of trial slots.
 * :class:`GroupSearch` — the search of one group. ``optuna``: TPE through Optuna's ask/tell interface
   (seeded, one Optuna study per group), every configuration repeated once per study seed; Optuna is told the
   mean of the finite scores of its repeats, or a failure when none is finite (Optuna cannot digest NaN).
+  A configuration is never run twice: when TPE proposes one the group already has, Optuna is told that
+  configuration's known score (or, while it still runs, that the proposal failed) and asked again, and a
+  space of finitely many configurations (``choice``/``grid``/``int`` parameters only) caps the group at that
+  many (:func:`space_size`).
   ``random``: each configuration sampled from a seeded generator (``grid`` parameters expanded), run once per
   seed. ``grid``: every combination of the ``choice``/``grid`` values, once per seed. Nothing to search: each
   seed once. Each group knows how many trials it will run (:attr:`GroupSearch.total`).
@@ -35,6 +39,26 @@ if TYPE_CHECKING:
 from study.layout import GROUP_KEY
 
 SEED_KEY = "seed"
+MAX_ASKS = 100
+"""Optuna proposals tried for a configuration the group has not run yet, before one is picked directly."""
+
+
+def space_size(space: Mapping[str, Param]) -> int | None:
+    """How many distinct configurations ``space`` has, or None when a parameter is continuous."""
+    size = 1
+    for param in space.values():
+        if param.kind in ("choice", "grid"):
+            size *= len(param.values)
+        elif param.kind == "int":
+            lo, hi = param.bounds
+            size *= int(hi) - int(lo) + 1
+        else:
+            return None
+    return size
+
+
+def _key(params: Mapping[str, Any]) -> str:
+    return repr(sorted(params.items()))
 
 
 def sample_param(param: Param, rng: np.random.Generator) -> Any:
@@ -62,6 +86,7 @@ class _Config:
     handed: int = 0  # seeds handed out so far
     scores: dict[str, float] = field(default_factory=dict)  # trial id -> score (NaN: failed)
     told: bool = False
+    value: float | None = None  # what Optuna was told (None: a failure, or not told yet)
 
 
 class GroupSearch:
@@ -105,7 +130,8 @@ class GroupSearch:
                 direction="maximize",
                 sampler=optuna.samplers.TPESampler(seed=seed),
             )
-            self.n_configs = int(samples)
+            size = space_size(self.space)
+            self.n_configs = int(samples) if size is None else min(int(samples), size)
         elif self.algorithm == "seeds":
             self.configs = [_Config({})]
             self.n_configs = 1
@@ -149,8 +175,7 @@ class GroupSearch:
             return None
         current = self.configs[-1] if self.configs else None
         if self.algorithm == "optuna" and (current is None or current.handed >= len(self.seeds)):
-            ask = self.optuna.ask(self.distributions)
-            current = _Config(dict(sorted(ask.params.items())), optuna_number=ask.number)
+            current = self._ask_new()
             self.configs.append(current)
         elif self.algorithm != "optuna":
             current = next(c for c in self.configs if c.handed < len(self.seeds))
@@ -159,6 +184,40 @@ class GroupSearch:
         current.handed += 1
         self.trial_config[trial_id] = index
         return {**current.params, SEED_KEY: seed}
+
+    def _ask_new(self) -> _Config:
+        """A configuration from Optuna that this group has not run: a proposal it already has is answered
+        at once (its known score, or a failure while its trials still run) and Optuna is asked again; after
+        :data:`MAX_ASKS` proposals in a finite space, an unrun configuration is enqueued directly."""
+        import optuna
+
+        known = {_key(c.params): c for c in self.configs}
+        for _ in range(MAX_ASKS):
+            ask = self.optuna.ask(self.distributions)
+            params = dict(sorted(ask.params.items()))
+            seen = known.get(_key(params))
+            if seen is None:
+                return _Config(params, optuna_number=ask.number)
+            if seen.value is not None:
+                self.optuna.tell(ask.number, seen.value)
+            else:
+                self.optuna.tell(ask.number, state=optuna.trial.TrialState.FAIL)
+        unrun = [c for c in self._all_configs() if _key(c) not in known]
+        if not unrun:  # a continuous space (never exhausted): keep the proposal
+            return _Config(params, optuna_number=ask.number)
+        self.optuna.enqueue_trial(unrun[int(self.rng.integers(len(unrun)))])
+        ask = self.optuna.ask(self.distributions)
+        return _Config(dict(sorted(ask.params.items())), optuna_number=ask.number)
+
+    def _all_configs(self) -> list[dict[str, Any]]:
+        """Every configuration of a finite space (empty for a space with a continuous parameter)."""
+        if space_size(self.space) is None:
+            return []
+        values = []
+        for p in self.space.values():
+            lo_hi = None if p.kind in ("choice", "grid") else p.bounds
+            values.append(p.values if lo_hi is None else list(range(int(lo_hi[0]), int(lo_hi[1]) + 1)))
+        return [dict(zip(self.space, combo, strict=True)) for combo in itertools.product(*values)]
 
     def complete(self, trial_id: str, score: float | None) -> None:
         """A trial of this group ended with ``score`` (None or non-finite: failed or no result)."""
@@ -173,7 +232,8 @@ class GroupSearch:
         import optuna
 
         if finite:
-            self.optuna.tell(config.optuna_number, float(np.mean(finite)), skip_if_finished=True)
+            config.value = float(np.mean(finite))
+            self.optuna.tell(config.optuna_number, config.value, skip_if_finished=True)
         else:
             self.optuna.tell(config.optuna_number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
         config.told = True

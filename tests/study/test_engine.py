@@ -83,6 +83,52 @@ def test_optuna_repeats_each_config_per_seed_and_tells_the_mean():
     assert second.state == optuna.trial.TrialState.FAIL
 
 
+def test_optuna_never_runs_a_configuration_twice_and_stops_at_the_space_size():
+    """TPE may propose a categorical configuration the group already has (the QM9 quickstart once ran one
+    DB-MTL configuration twice); the group answers such proposals itself and runs each configuration once,
+    and a space of 2 x 2 configurations caps a group asked for 10 at 4."""
+    from study.schema import Param
+    from study.searcher import space_size
+
+    space = {
+        "beta": Param.model_validate({"choice": [0.1, 0.5]}),
+        "alpha_strategy": Param.model_validate({"choice": ["max", "mean"]}),
+    }
+    assert space_size(space) == 4 and space_size({"lr": Param.model_validate({"uniform": [0, 1]})}) is None
+    assert space_size({"k": Param.model_validate({"int": [2, 5]}), **space}) == 16
+    for seed in range(5):
+        group = GroupSearch("g", space, [0], "optuna", 10, seed, study_name="g")
+        searcher = StudySearcher({"g": group}, "m", "max")
+        assert group.total == 4
+        seen = []
+        for step in range(4):
+            trial_id = f"s{step}"
+            config = searcher.suggest(trial_id)  # one at a time: earlier scores are known to Optuna
+            seen.append((config["beta"], config["alpha_strategy"]))
+            searcher.on_trial_complete(trial_id, {"m": float(step)})
+        assert sorted(seen) == sorted((b, a) for b in (0.1, 0.5) for a in ("max", "mean")), seed
+        assert searcher.suggest("more") == Searcher.FINISHED
+        # every proposal Optuna made is answered: the four runs, and duplicates told their known score
+        trials = group.optuna.get_trials(deepcopy=False)
+        assert all(t.state != optuna.trial.TrialState.RUNNING for t in trials)
+        scores = {(c.params["beta"], c.params["alpha_strategy"]): c.value for c in group.configs}
+        for t in trials:
+            if t.state == optuna.trial.TrialState.COMPLETE:
+                assert t.value == scores[(t.params["beta"], t.params["alpha_strategy"])]
+
+
+def test_a_duplicate_proposal_of_a_running_configuration_is_told_failed():
+    from study.schema import Param
+
+    space = {"beta": Param.model_validate({"choice": [0.1, 0.5]})}
+    group = GroupSearch("g", space, [0], "optuna", 2, 0, study_name="g")
+    first, second = group.suggest("a"), group.suggest("b")  # both running, nothing told yet
+    assert {first["beta"], second["beta"]} == {0.1, 0.5}
+    states = [t.state for t in group.optuna.get_trials(deepcopy=False)]
+    assert states.count(optuna.trial.TrialState.RUNNING) == 2
+    assert set(states) <= {optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL}
+
+
 def test_random_and_grid_searches_pair_seeds(tmp_path):
     data = study_dict(
         tmp_path,
