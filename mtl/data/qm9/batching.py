@@ -1,4 +1,6 @@
-"""Batching: a split's tensors (:class:`SplitData`) and a batch of molecules gathered from them."""
+"""Batching: a split's tensors (:class:`SplitData`) and a batch of molecules gathered from them
+(:func:`build_batch`, the one batch builder: on the host by :func:`make_batch`, on the training device by
+:mod:`mtl.data.qm9.device`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtl.data.qm9.constants import NUM_EDGE_FEATURES
+from mtl.data.qm9.constants import GRAPHS, NUM_EDGE_FEATURES
 from mtl.data.qm9.store import MoleculeStore
 from mtl.errors import ConfigError
 
@@ -31,12 +33,27 @@ class SplitData:
         return int(self.rows.numel())
 
 
+@dataclass(frozen=True)
+class BatchSizes:
+    """Totals of one batch (what ``arange`` / ``repeat_interleave`` need, given so that building a batch on
+    a device never waits for it)."""
+
+    atoms: int
+    bonds: int
+    edges: int
+
+
+def _ranges(ptr: Tensor, idx: Tensor, lengths: Tensor, total: int) -> Tensor:
+    """Concatenated ranges ``ptr[i] : ptr[i] + lengths[k]`` for ``i = idx[k]`` (``total`` = Σ lengths)."""
+    offsets = torch.cumsum(lengths, 0) - lengths
+    shift = torch.repeat_interleave(ptr[idx] - offsets, lengths, output_size=total)
+    return torch.arange(total, device=ptr.device) + shift
+
+
 def _gather_ranges(ptr: Tensor, idx: Tensor) -> tuple[Tensor, Tensor]:
     """Concatenated ranges ``ptr[i]:ptr[i+1]`` for ``i`` in ``idx``; returns (flat indices, lengths)."""
     lengths = ptr[idx + 1] - ptr[idx]
-    offsets = torch.cumsum(lengths, 0) - lengths
-    flat = torch.arange(int(lengths.sum())) + torch.repeat_interleave(ptr[idx] - offsets, lengths)
-    return flat, lengths
+    return _ranges(ptr, idx, lengths, int(lengths.sum())), lengths
 
 
 def select_split(store: MoleculeStore, indices: Sequence[int]) -> SplitData:
@@ -58,51 +75,67 @@ def select_split(store: MoleculeStore, indices: Sequence[int]) -> SplitData:
     )
 
 
+def check_graph(graph: str) -> None:
+    if graph not in GRAPHS:
+        raise ConfigError(f"unknown QM9 graph '{graph}'; valid: {', '.join(GRAPHS)}")
+
+
 def make_batch(data: SplitData, idx: Tensor, graph: str = "complete") -> Any:
-    """A PyG ``Batch`` of molecules ``idx`` of ``data``: ``x`` [N, 11], ``edge_index`` [2, E], ``edge_attr``
-    [E, 5] (bond one-hot, distance), ``batch``, ``ptr``; edges sorted by (source, target) as PyG's
-    ``Complete`` transform leaves them. ``graph="complete"``: all ordered pairs i ≠ j of a molecule
-    (non-bonded pairs get an all-zero bond one-hot); ``"bond"``: bonded pairs only."""
+    """A PyG ``Batch`` of molecules ``idx`` of ``data`` built on the host (:func:`build_batch`)."""
+    check_graph(graph)
+    n = data.atom_ptr[idx + 1] - data.atom_ptr[idx]
+    nb = data.bond_ptr[idx + 1] - data.bond_ptr[idx]
+    edges = n * (n - 1) if graph == "complete" else 2 * nb
+    return build_batch(data, idx, BatchSizes(int(n.sum()), int(nb.sum()), int(edges.sum())), graph)
+
+
+def build_batch(data: Any, idx: Tensor, sizes: BatchSizes, graph: str) -> Any:
+    """A PyG ``Batch`` of molecules ``idx`` of ``data`` (a :class:`SplitData`, or a split resident on a
+    device) on ``idx``'s device: ``x`` [N, 11], ``edge_index`` [2, E], ``edge_attr`` [E, 5] (bond one-hot,
+    distance), ``batch``, ``ptr``; edges sorted by (source, target) as PyG's ``Complete`` transform leaves
+    them. ``graph="complete"``: all ordered pairs i ≠ j of a molecule (non-bonded pairs get an all-zero bond
+    one-hot); ``"bond"``: bonded pairs only. ``sizes``: the batch's atoms, bonds and edges."""
     from mtl.models.pyg import import_pyg
 
     import_pyg()  # without PyG's torch.jit.script deprecation warnings
     from torch_geometric.data import Batch
 
-    atoms, n = _gather_ranges(data.atom_ptr, idx)
-    bond_rows, nb = _gather_ranges(data.bond_ptr, idx)
-    num_graphs = idx.numel()
-    ptr = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(n, 0)])
+    device = idx.device
+    n = data.atom_ptr[idx + 1] - data.atom_ptr[idx]
+    nb = data.bond_ptr[idx + 1] - data.bond_ptr[idx]
+    atoms = _ranges(data.atom_ptr, idx, n, sizes.atoms)
+    bond_rows = _ranges(data.bond_ptr, idx, nb, sizes.bonds)
+    graphs = torch.arange(idx.numel(), device=device)
+    ptr = torch.cat([torch.zeros(1, dtype=torch.int64, device=device), torch.cumsum(n, 0)])
     x, pos = data.x[atoms], data.pos[atoms]
-    batch = torch.repeat_interleave(torch.arange(num_graphs), n)
-    bond_graph = torch.repeat_interleave(torch.arange(num_graphs), nb)
+    batch = torch.repeat_interleave(graphs, n, output_size=sizes.atoms)
+    bond_graph = torch.repeat_interleave(graphs, nb, output_size=sizes.bonds)
     a, b = data.bonds[bond_rows, 0], data.bonds[bond_rows, 1]
     btype = data.bond_type[bond_rows]
+    attr = torch.zeros(sizes.edges, NUM_EDGE_FEATURES, device=device, dtype=pos.dtype)
     if graph == "complete":
+        # edge k of molecule g is (i, j) with i = k // (n−1), j = k % (n−1), j shifted past i (no self loop)
         counts = n * (n - 1)
         eptr = torch.cumsum(counts, 0) - counts
-        edge_graph = torch.repeat_interleave(torch.arange(num_graphs), counts)
-        local = torch.arange(int(counts.sum())) - eptr[edge_graph]
+        edge_graph = torch.repeat_interleave(graphs, counts, output_size=sizes.edges)
+        local = torch.arange(sizes.edges, device=device) - eptr[edge_graph]
         degree = (n - 1)[edge_graph]
         i = torch.div(local, degree, rounding_mode="floor")
         j = local - i * degree
         j = j + (j >= i).long()
         row, col = ptr[edge_graph] + i, ptr[edge_graph] + j
-        attr = torch.zeros(row.numel(), NUM_EDGE_FEATURES)
         deg_b = (n - 1)[bond_graph]
         ab = eptr[bond_graph] + a * deg_b + b - (b > a).long()
         ba = eptr[bond_graph] + b * deg_b + a - (a > b).long()
         attr[ab, btype] = 1.0
         attr[ba, btype] = 1.0
-    elif graph == "bond":
+    else:
         off = ptr[bond_graph]
         row = torch.cat([off + a, off + b])
         col = torch.cat([off + b, off + a])
         types = torch.cat([btype, btype])
-        order = torch.argsort(row * ptr[-1] + col)
+        order = torch.argsort(row * sizes.atoms + col)  # keys are unique: any sort gives the same order
         row, col, types = row[order], col[order], types[order]
-        attr = torch.zeros(row.numel(), NUM_EDGE_FEATURES)
-        attr[torch.arange(row.numel()), types] = 1.0
-    else:
-        raise ConfigError(f"unknown QM9 graph '{graph}'; valid: complete, bond")
+        attr[torch.arange(sizes.edges, device=device), types] = 1.0
     attr[:, 4] = (pos[row] - pos[col]).norm(dim=-1)
     return Batch(x=x, edge_index=torch.stack([row, col]), edge_attr=attr, batch=batch, ptr=ptr)

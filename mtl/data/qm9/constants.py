@@ -60,6 +60,9 @@ CONTACT_FACTOR = 1.3
 uses the same factor)."""
 NUM_NODE_FEATURES = 11
 NUM_EDGE_FEATURES = 5
+"""Bond one-hot (single, double, triple, aromatic) + interatomic distance."""
+GRAPHS: tuple[str, ...] = ("complete", "bond")
+"""A batch's edges: all ordered atom pairs of a molecule (PyG's ``Complete``), or the bonded pairs only."""
 SPLIT_PERIOD = 13  # k % 13: 0 -> test, 1 -> val, else train  (10k / 10k / 110k)
 MAX_MOLECULES = 130_000
 CACHE_VERSION = 2

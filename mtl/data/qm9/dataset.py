@@ -20,6 +20,7 @@ from mtl.data.qm9.batching import make_batch, select_split
 from mtl.data.qm9.constants import (
     CACHE_VERSION,
     FEATURE_SETS,
+    GRAPHS,
     MAX_MOLECULES,
     NUM_EDGE_FEATURES,
     NUM_NODE_FEATURES,
@@ -115,8 +116,8 @@ class QM9Dataset(MTLDataset):
             raise ConfigError(f"qm9 subset must be an integer >= {SPLIT_PERIOD}, got {subset!r}")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ConfigError(f"qm9 limit must be a positive integer, got {limit!r}")
-        if graph not in ("complete", "bond"):
-            raise ConfigError(f"qm9 graph must be 'complete' or 'bond', got {graph!r}")
+        if graph not in GRAPHS:
+            raise ConfigError(f"qm9 graph must be {' or '.join(map(repr, GRAPHS))}, got {graph!r}")
         features = args.get("features", "reference")
         if features not in FEATURE_SETS:
             raise ConfigError(f"qm9 features must be one of {', '.join(FEATURE_SETS)}; got {features!r}")

@@ -13,10 +13,11 @@ and count) and vectorised ``repeat_interleave`` / ``cumsum`` gathers, with no pe
 * targets: the z-scored targets of the batch's molecules, one ``[B]`` tensor per task.
 
 The batches are exactly those of :meth:`~mtl.data.qm9.QM9Dataset.loader` (same molecules, same order, same
-tensors bit for bit on the same device): the epoch order is the same seeded host permutation, copied to the
-device once per epoch. The per-batch sizes (atoms, bonds, edges) that ``torch.arange`` and
-``repeat_interleave`` need are computed on the host from host copies of the per-molecule counts, once per
-epoch, so building a batch never waits for the device (no ``.item()``) and never copies host data to it.
+tensors bit for bit on the same device; one builder makes both, :func:`mtl.data.qm9.batching.build_batch`):
+the epoch order is the same seeded host permutation, copied to the device once per epoch. The per-batch
+sizes (atoms, bonds, edges) that ``torch.arange`` and ``repeat_interleave`` need are computed on the host
+from host copies of the per-molecule counts, once per epoch, so building a batch never waits for the
+device (no ``.item()``) and never copies host data to it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,8 @@ import torch
 from torch import Tensor
 
 from mtl.data.base import epoch_generator
+from mtl.data.qm9.batching import BatchSizes, build_batch, check_graph
 from mtl.errors import ConfigError
-
-NUM_EDGE_FEATURES = (
-    5  # bond one-hot (single, double, triple, aromatic) + distance: mtl.data.qm9's edge layout
-)
-GRAPHS = ("complete", "bond")
 
 
 @dataclass
@@ -63,72 +60,6 @@ class ResidentSplit:
         return self.n_atoms * (self.n_atoms - 1) if graph == "complete" else 2 * self.n_bonds
 
 
-@dataclass(frozen=True)
-class BatchSizes:
-    """Host-side totals of one batch (what ``arange`` / ``repeat_interleave`` need without a sync)."""
-
-    atoms: int
-    bonds: int
-    edges: int
-
-
-def _ranges(ptr: Tensor, idx: Tensor, lengths: Tensor, total: int) -> Tensor:
-    """Concatenated ranges ``ptr[i] : ptr[i] + lengths[k]`` for ``i = idx[k]`` (``total`` = Σ lengths)."""
-    offsets = torch.cumsum(lengths, 0) - lengths
-    shift = torch.repeat_interleave(ptr[idx] - offsets, lengths, output_size=total)
-    return torch.arange(total, device=ptr.device) + shift
-
-
-def gather_batch(data: ResidentSplit, idx: Tensor, sizes: BatchSizes, graph: str = "complete") -> Any:
-    """The PyG ``Batch`` of molecules ``idx`` (a device tensor) of ``data``: the same tensors as
-    :func:`mtl.data.qm9.make_batch` builds on the host, built on ``idx``'s device."""
-    from torch_geometric.data import Batch
-
-    if graph not in GRAPHS:
-        raise ConfigError(f"unknown QM9 graph '{graph}'; valid: {', '.join(GRAPHS)}")
-    device = idx.device
-    n = data.atom_ptr[idx + 1] - data.atom_ptr[idx]
-    nb = data.bond_ptr[idx + 1] - data.bond_ptr[idx]
-    atoms = _ranges(data.atom_ptr, idx, n, sizes.atoms)
-    bond_rows = _ranges(data.bond_ptr, idx, nb, sizes.bonds)
-    num_graphs = idx.numel()
-    graphs = torch.arange(num_graphs, device=device)
-    ptr = torch.cat([torch.zeros(1, dtype=torch.int64, device=device), torch.cumsum(n, 0)])
-    x, pos = data.x[atoms], data.pos[atoms]
-    batch = torch.repeat_interleave(graphs, n, output_size=sizes.atoms)
-    bond_graph = torch.repeat_interleave(graphs, nb, output_size=sizes.bonds)
-    a, b = data.bonds[bond_rows, 0], data.bonds[bond_rows, 1]
-    btype = data.bond_type[bond_rows]
-    if graph == "complete":
-        # edge k of molecule g is (i, j) with i = k // (n−1), j = k % (n−1), j shifted past i (no self loop)
-        counts = n * (n - 1)
-        eptr = torch.cumsum(counts, 0) - counts
-        edge_graph = torch.repeat_interleave(graphs, counts, output_size=sizes.edges)
-        local = torch.arange(sizes.edges, device=device) - eptr[edge_graph]
-        degree = (n - 1)[edge_graph]
-        i = torch.div(local, degree, rounding_mode="floor")
-        j = local - i * degree
-        j = j + (j >= i).long()
-        row, col = ptr[edge_graph] + i, ptr[edge_graph] + j
-        attr = torch.zeros(sizes.edges, NUM_EDGE_FEATURES, device=device, dtype=data.pos.dtype)
-        deg_b = (n - 1)[bond_graph]
-        ab = eptr[bond_graph] + a * deg_b + b - (b > a).long()
-        ba = eptr[bond_graph] + b * deg_b + a - (a > b).long()
-        attr[ab, btype] = 1.0
-        attr[ba, btype] = 1.0
-    else:
-        off = ptr[bond_graph]
-        row = torch.cat([off + a, off + b])
-        col = torch.cat([off + b, off + a])
-        types = torch.cat([btype, btype])
-        order = torch.argsort(row * sizes.atoms + col)  # keys are unique: any sort gives the same order
-        row, col, types = row[order], col[order], types[order]
-        attr = torch.zeros(sizes.edges, NUM_EDGE_FEATURES, device=device, dtype=data.pos.dtype)
-        attr[torch.arange(sizes.edges, device=device), types] = 1.0
-    attr[:, 4] = (pos[row] - pos[col]).norm(dim=-1)
-    return Batch(x=x, edge_index=torch.stack([row, col]), edge_attr=attr, batch=batch, ptr=ptr)
-
-
 class QM9DeviceBatches:
     """The QM9 splits resident on ``device``; :meth:`loader` yields the batches of
     :meth:`mtl.data.qm9.QM9Dataset.loader` gathered there (see the module docstring).
@@ -145,8 +76,7 @@ class QM9DeviceBatches:
         graph: str,
         device: torch.device | str,
     ) -> None:
-        if graph not in GRAPHS:
-            raise ConfigError(f"unknown QM9 graph '{graph}'; valid: {', '.join(GRAPHS)}")
+        check_graph(graph)
         self.device = torch.device(device)
         self.graph = graph
         self.tasks = list(tasks)
@@ -212,6 +142,6 @@ class QM9DeviceBatches:
             idx = order_dev[k * batch_size : (k + 1) * batch_size]
             targets = data.z[idx]
             yield (
-                gather_batch(data, idx, size, self.graph),
+                build_batch(data, idx, size, self.graph),
                 {t: targets[:, i] for i, t in enumerate(self.tasks)},
             )
