@@ -7,6 +7,14 @@ from collections.abc import Sequence
 from mtl.errors import ConfigError
 
 
+def check_architecture(dataset: str, architecture: str, valid: Sequence[str]) -> str:
+    """``architecture`` normalised (case, ``-`` as ``_``) if ``dataset`` supports it (one of ``valid``)."""
+    arch = str(architecture).strip().lower().replace("-", "_")
+    if arch not in valid:
+        raise ConfigError(f"{dataset} supports architectures: {', '.join(valid)}; got '{architecture}'")
+    return arch
+
+
 def check_choice(method: str, key: str, value: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ConfigError(f"{method} {key} must be one of {', '.join(choices)}; got {value!r}")

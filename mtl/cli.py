@@ -168,7 +168,7 @@ def cmd_references(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mtl.gradients import TRAIN_GRAD_MODES
+    from mtl.grad_modes import TRAIN_GRAD_MODES
 
     parser = argparse.ArgumentParser(prog="mtl", description="multi-task learning: train and inspect methods")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -112,15 +112,15 @@ def solve_cagrad_exact(
     rho = c * np.sqrt(g0_sq)
     tol = rtol * max(np.sqrt(g0_sq), 1e-300)  # max_i ‖g_i‖ = 1 after scaling
 
-    best: CAGradSolution | None = None
+    best: tuple[np.ndarray, float] | None = None  # (weights, gap) of the best iterate so far
 
     def consider(w: np.ndarray | None) -> bool:
         nonlocal best
         if w is None:
             return False
         gap = cagrad_gap(w, k, c)
-        if best is None or gap < best.gap:
-            best = CAGradSolution(w, cagrad_objective(w, k, c), gap)
+        if best is None or gap < best[1]:
+            best = (w, gap)
         return gap <= tol
 
     def norm_of(w: np.ndarray) -> float:
@@ -151,8 +151,8 @@ def solve_cagrad_exact(
                 if hi - lo < 1e-15:
                     break
     assert best is not None
-    w = best.weights
-    return CAGradSolution(w, cagrad_objective(w, k_raw, c), best.gap * scale)
+    w, gap = best
+    return CAGradSolution(w, cagrad_objective(w, k_raw, c), gap * scale)
 
 
 def cagrad_weights_slsqp(gram: np.ndarray, c: float) -> np.ndarray:

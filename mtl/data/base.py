@@ -12,6 +12,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import torch
 from torch import Tensor
 
+from mtl.checks import check_architecture
 from mtl.errors import ConfigError
 from mtl.models.base import MultiTaskModel
 from mtl.registry import did_you_mean
@@ -79,11 +80,7 @@ class MTLDataset(ABC):
     def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
         """Check the architecture and :meth:`build_model` keyword arguments without building the model
         (subclasses extend this with value ranges). Raises :class:`~mtl.errors.ConfigError`."""
-        arch = str(architecture).strip().lower().replace("-", "_")
-        if arch not in cls.architectures:
-            raise ConfigError(
-                f"{cls.name} supports architectures: {', '.join(cls.architectures)}; got '{architecture}'"
-            )
+        check_architecture(cls.name, architecture, cls.architectures)
         unknown = sorted(set(kwargs) - set(cls.model_arguments))
         if unknown:
             raise ConfigError(
@@ -152,6 +149,13 @@ def move_to(obj: Any, device: torch.device) -> Any:
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The shuffling generator of one epoch: a pure function of (seed, epoch)."""
     return torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63 - 1))
+
+
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int) -> torch.Tensor:
+    """The order of ``n`` examples in one epoch: a seeded permutation (:func:`epoch_generator`), or
+    ``0 … n−1`` without shuffling. Every loader that batches by index takes its order from here, so the host
+    and device QM9 loaders give the same batches."""
+    return torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
 
 
 def _constructor_hints(cls: type) -> dict[str, Any]:

@@ -54,7 +54,7 @@ from mtl.data.base import SPLITS, MetricAccumulator, MTLDataset, TaskSpec, epoch
 from mtl.errors import ConfigError, DatasetError
 from mtl.metrics.dense import DenseMetricAccumulator, dense_metric_flags, depth_valid_mask, normal_valid_mask
 from mtl.models.base import MultiTaskModel
-from mtl.models.vision import build_dense_model
+from mtl.models.vision import DENSE_ARCHITECTURES, build_dense_model
 
 MetricAccumulator.register(DenseMetricAccumulator)
 
@@ -288,7 +288,7 @@ class DenseSceneDataset(MTLDataset):
     task_kinds: tuple[tuple[str, str], ...] = ()  # (task, kind)
     head_channels: ClassVar[dict[str, int]] = {}
     label_folders: tuple[str, ...] = ("label",)
-    architectures = ("hps", "cross_stitch", "mtan", "segnet", "segnet_mtan")
+    architectures = DENSE_ARCHITECTURES
     model_arguments = ("pretrained_path", "cross_stitch_same")
 
     def __init__(

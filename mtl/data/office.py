@@ -58,7 +58,7 @@ from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError, DatasetError
 from mtl.metrics.classification import AccuracyAccumulator
 from mtl.models.base import MultiTaskModel
-from mtl.models.vision import build_office_model
+from mtl.models.vision import OFFICE_ARCHITECTURES, build_office_model
 
 MetricAccumulator.register(AccuracyAccumulator)
 
@@ -140,7 +140,7 @@ class OfficeDataset(MTLDataset):
     env_var = ""
     domains: tuple[str, ...] = ()
     num_classes = 0
-    architectures = ("hps", "mtan")
+    architectures = OFFICE_ARCHITECTURES
     model_arguments = ("pretrained_path", "hidden_dim", "dropout")
     defaults = TrainDefaults(
         lr=1e-4, batch_size=64, optimizer="adam", weight_decay=1e-5, scheduler="none", epochs=100

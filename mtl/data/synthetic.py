@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mtl.data.base import MetricAccumulator, MTLDataset, Nested, TaskSpec, TrainDefaults, epoch_generator
+from mtl.data.base import MetricAccumulator, MTLDataset, Nested, TaskSpec, TrainDefaults, epoch_order
 from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError
 from mtl.models.hps import HPS, mlp
@@ -134,7 +134,7 @@ class SyntheticRegression(MTLDataset):
     def loader(self, split: str, batch_size: int, shuffle: bool, seed: int, epoch: int) -> Iterator[Any]:
         x, y = self.splits[split]
         n = x.shape[0]
-        order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
+        order = epoch_order(n, shuffle, seed, epoch)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             yield x[idx], {t.name: y[idx, i] for i, t in enumerate(self.tasks)}

@@ -10,14 +10,17 @@ mtl`` must not (DESIGN §1).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from types import ModuleType
 
 JIT_SCRIPT_DEPRECATION = r"`torch\.jit\.script` is deprecated"
 
 
+@functools.cache
 def import_pyg() -> ModuleType:
-    """``torch_geometric``, imported without its ``torch.jit.script`` deprecation warnings."""
+    """``torch_geometric``, imported without its ``torch.jit.script`` deprecation warnings (once per process:
+    the batch builder calls it for every batch)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=JIT_SCRIPT_DEPRECATION, category=FutureWarning)
         import torch_geometric

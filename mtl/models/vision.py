@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from mtl.checks import check_architecture
 from mtl.errors import ConfigError
 from mtl.models.aspp import ASPPHead
 from mtl.models.base import MultiTaskModel
@@ -38,13 +39,6 @@ OFFICE_ARCHITECTURES = ("hps", "mtan")
 PathLike = str | os.PathLike[str]
 
 
-def _check(architecture: str, valid: Sequence[str], dataset: str) -> str:
-    arch = str(architecture).strip().lower().replace("-", "_")
-    if arch not in valid:
-        raise ConfigError(f"{dataset} supports architectures: {', '.join(valid)}; got '{architecture}'")
-    return arch
-
-
 def build_dense_model(
     architecture: str,
     head_channels: Mapping[str, int],
@@ -55,7 +49,7 @@ def build_dense_model(
     dataset: str = "dense",
 ) -> MultiTaskModel:
     """A dense multi-task model; ``head_channels`` maps task -> output channels (e.g. 13, 1, 3)."""
-    arch = _check(architecture, DENSE_ARCHITECTURES, dataset)
+    arch = check_architecture(dataset, architecture, DENSE_ARCHITECTURES)
     size = (int(output_size[0]), int(output_size[1]))
     if arch in ("segnet", "segnet_mtan"):
         if pretrained_path is not None:
@@ -116,7 +110,7 @@ def build_office_model(
     dataset: str = "office",
 ) -> MultiTaskModel:
     """The multi-input Office model: one linear classifier (``num_classes`` outputs) per domain."""
-    arch = _check(architecture, OFFICE_ARCHITECTURES, dataset)
+    arch = check_architecture(dataset, architecture, OFFICE_ARCHITECTURES)
     if hidden_dim < 1 or not 0.0 <= dropout < 1.0:
         raise ConfigError(f"hidden_dim must be >= 1 and dropout in [0, 1), got {hidden_dim}, {dropout}")
     trunk = ResNetTrunk("resnet18", dilated=False, pretrained_path=pretrained_path, warn=False)

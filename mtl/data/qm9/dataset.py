@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from mtl.data.base import MTLDataset, TaskSpec, TrainDefaults, epoch_generator
+from mtl.checks import check_choice
+from mtl.data.base import MTLDataset, TaskSpec, TrainDefaults, epoch_order
 from mtl.data.qm9.batching import make_batch, select_split
 from mtl.data.qm9.constants import (
     CACHE_VERSION,
@@ -119,8 +120,7 @@ class QM9Dataset(MTLDataset):
         if graph not in GRAPHS:
             raise ConfigError(f"qm9 graph must be {' or '.join(map(repr, GRAPHS))}, got {graph!r}")
         features = args.get("features", "reference")
-        if features not in FEATURE_SETS:
-            raise ConfigError(f"qm9 features must be one of {', '.join(FEATURE_SETS)}; got {features!r}")
+        check_choice("qm9", "features", features, FEATURE_SETS)
         super().check_arguments(args)
 
     @classmethod
@@ -231,7 +231,7 @@ class QM9Dataset(MTLDataset):
     def loader(self, split: str, batch_size: int, shuffle: bool, seed: int, epoch: int) -> Iterator[Any]:
         data, z = self.splits[split], self._z[split]
         n = len(data)
-        order = torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
+        order = epoch_order(n, shuffle, seed, epoch)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
             yield make_batch(data, idx, self.graph), {t: z[idx, i] for i, t in enumerate(TASKS)}

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtl.data.base import epoch_generator
+from mtl.data.base import epoch_order
 from mtl.data.qm9.batching import BatchSizes, build_batch, check_graph
 from mtl.errors import ConfigError
 
@@ -114,7 +114,7 @@ class QM9DeviceBatches:
     def epoch_order(self, split: str, shuffle: bool, seed: int, epoch: int) -> Tensor:
         """The host order of one epoch: the same seeded permutation as the host loader."""
         n = self.split_size(split)
-        return torch.randperm(n, generator=epoch_generator(seed, epoch)) if shuffle else torch.arange(n)
+        return epoch_order(n, shuffle, seed, epoch)
 
     def batch_sizes(self, split: str, order: Tensor, batch_size: int) -> list[BatchSizes]:
         """Atoms, bonds and edges of each batch of ``order`` (host arithmetic, once per epoch)."""

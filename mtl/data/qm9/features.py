@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtl.checks import check_choice
 from mtl.data.qm9.constants import (
     ATOM_TYPES,
     ATOMIC_NUMBERS,
@@ -16,7 +17,6 @@ from mtl.data.qm9.constants import (
     FEATURE_SETS,
     NUM_NODE_FEATURES,
 )
-from mtl.errors import ConfigError
 
 
 @dataclass
@@ -39,8 +39,7 @@ def featurize(
 ) -> MoleculeGraph | str:
     """Featurize one molecule (see the module docstring; ``features`` one of :data:`FEATURE_SETS`); returns
     the failure reason (one of :data:`FAILURE_REASONS`) if it cannot be aligned with its geometry."""
-    if features not in FEATURE_SETS:
-        raise ConfigError(f"qm9 features must be one of {', '.join(FEATURE_SETS)}; got {features!r}")
+    check_choice("qm9", "features", features, FEATURE_SETS)
     from rdkit import Chem, RDLogger
     from rdkit.Chem.rdchem import BondType, HybridizationType
 
