@@ -152,7 +152,7 @@ def run_study(
             f"group: {', '.join(serial)}), which this version no longer runs; its Parquet results still read "
             f"(study status, analysis). Run the study again under another name (--name) to continue it."
         )
-    make_searcher(study)  # the search settings are checked before anything starts
+    searcher = make_searcher(study)  # the search settings are checked before anything starts
     report = RunReport(study.name, location, 0.0)
     if not study.ray.local and "://" not in study.storage:
         printer(
@@ -173,13 +173,13 @@ def run_study(
         path = experiment_path(study)
         if tune.Tuner.can_restore(path):
             printer(f"== resuming {path}: {len(study.groups())} groups")
-            tuner = restore_tuner(study, retry_errored=retry_errored)
+            tuner = restore_tuner(study, searcher, retry_errored=retry_errored)
         else:
             printer(
                 f"== starting {len(study.groups())} groups in one pool ({study.search.algorithm} search, "
                 f"scheduler {study.scheduler.type} per group)"
             )
-            tuner = build_tuner(study)
+            tuner = build_tuner(study, searcher)
         tuner.fit()
         # Tune returns normally when Ctrl+C stopped it; its saved state then holds unfinished trials
         # (the in-memory trials all read TERMINATED after its clean-up, so ask the saved state)

@@ -43,17 +43,25 @@ MAX_ASKS = 100
 """Optuna proposals tried for a configuration the group has not run yet, before one is picked directly."""
 
 
+def _finite_values(param: Param) -> Sequence[Any] | None:
+    """Every value ``param`` can take (``choice``/``grid`` values, an ``int`` range, not materialised), or
+    None when it is continuous."""
+    if param.kind in ("choice", "grid"):
+        return list(param.values)
+    if param.kind == "int":
+        lo, hi = param.bounds
+        return range(int(lo), int(hi) + 1)
+    return None
+
+
 def space_size(space: Mapping[str, Param]) -> int | None:
     """How many distinct configurations ``space`` has, or None when a parameter is continuous."""
     size = 1
     for param in space.values():
-        if param.kind in ("choice", "grid"):
-            size *= len(param.values)
-        elif param.kind == "int":
-            lo, hi = param.bounds
-            size *= int(hi) - int(lo) + 1
-        else:
+        values = _finite_values(param)
+        if values is None:
             return None
+        size *= len(values)
     return size
 
 
@@ -211,12 +219,9 @@ class GroupSearch:
 
     def _all_configs(self) -> list[dict[str, Any]]:
         """Every configuration of a finite space (empty for a space with a continuous parameter)."""
-        if space_size(self.space) is None:
+        values = [_finite_values(p) for p in self.space.values()]
+        if any(v is None for v in values):
             return []
-        values = []
-        for p in self.space.values():
-            lo_hi = None if p.kind in ("choice", "grid") else p.bounds
-            values.append(p.values if lo_hi is None else list(range(int(lo_hi[0]), int(lo_hi[1]) + 1)))
         return [dict(zip(self.space, combo, strict=True)) for combo in itertools.product(*values)]
 
     def complete(self, trial_id: str, score: float | None) -> None:

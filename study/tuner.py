@@ -159,11 +159,14 @@ def build_tuner(study: Study, searcher: StudySearcher | None = None) -> tune.Tun
     return tune.Tuner(make_trainable(study), tune_config=tune_config, run_config=run_config)
 
 
-def restore_tuner(study: Study, retry_errored: bool = False) -> tune.Tuner:
+def restore_tuner(
+    study: Study, searcher: StudySearcher | None = None, retry_errored: bool = False
+) -> tune.Tuner:
     """The study's Tuner restored from its experiment folder: every group's search continues where it was,
-    unfinished trials resume from their last checkpoint; errored trials too with ``retry_errored``."""
+    unfinished trials resume from their last checkpoint; errored trials too with ``retry_errored``.
+    ``searcher`` (the study's, fresh) only sizes the pending-trial limit: Tune restores its own."""
     quiet_ray()
-    _pending_limit(make_searcher(study))
+    _pending_limit(searcher or make_searcher(study))
     return tune.Tuner.restore(
         experiment_path(study),
         trainable=make_trainable(study),
