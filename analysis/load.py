@@ -110,17 +110,9 @@ def load_study(path: str, reference: str = "paper") -> Study:
     Raises :class:`FileNotFoundError` if the folder has neither ``trials/`` nor ``epochs/`` rows, and
     :class:`ValueError` for an unknown ``reference`` or a study without the STL runs it needs.
     """
-    from analysis.reference import CHOICES, STUDY, rescore, study_reference
-
-    if reference not in CHOICES:
-        raise ValueError(f"unknown reference {reference!r}; valid: {', '.join(CHOICES)}")
+    check_reference(reference)  # before anything is read
     trials = read_trials(path)
     study = Study(path=path, trials=prepare(trials))
-    if reference == STUDY and not trials.empty:
-        refs = {d: study_reference(study.trials, study.epochs, d) for d in study.datasets}
-        new_trials, new_epochs = rescore(study.trials, study.epochs, refs)
-        study = Study(path=path, trials=new_trials, epochs=new_epochs)
-        study.reference_labels = {d: r.label() for d, r in refs.items()}
     if trials.empty:
         if study.epochs.empty:
             raise FileNotFoundError(
@@ -128,7 +120,31 @@ def load_study(path: str, reference: str = "paper") -> Study:
                 "folders)"
             )
         study.notes.append("no trials/ rows yet: tables are empty, only the epoch plots can be drawn")
-    return study
+    return with_reference(study, reference)
+
+
+def check_reference(reference: str) -> None:
+    """Raise :class:`ValueError` unless ``reference`` is one of :data:`analysis.reference.CHOICES`."""
+    from analysis.reference import CHOICES
+
+    if reference not in CHOICES:
+        raise ValueError(f"unknown reference {reference!r}; valid: {', '.join(CHOICES)}")
+
+
+def with_reference(study: Study, reference: str) -> Study:
+    """``study`` (as read, its stored Δp/Δm against the published rows) scored against ``reference``:
+    itself for ``"paper"``; for ``"study"`` a new :class:`Study` whose trials are rescored against the
+    study's own ``stl`` trials (:mod:`analysis.reference`). ``study`` is left as it is."""
+    from analysis.reference import STUDY, rescore, study_reference
+
+    check_reference(reference)
+    if reference != STUDY or study.trials.empty:
+        return study
+    refs = {d: study_reference(study.trials, study.epochs, d) for d in study.datasets}
+    new_trials, new_epochs = rescore(study.trials, study.epochs, refs)
+    rescored = Study(path=study.path, trials=new_trials, epochs=new_epochs)
+    rescored.reference_labels = {d: r.label() for d, r in refs.items()}
+    return rescored
 
 
 def _format_value(value: object) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.load import Study, device_kind, load_study
+from analysis.load import Study, check_reference, device_kind, load_study, with_reference
 from analysis.plots import Figure, all_plots
 from analysis.render import render
 from analysis.stats import PairedComparison, compare_all
@@ -237,9 +237,10 @@ def write_report(
     paper = None
     if isinstance(study, str):
         path = study
-        study = load_study(path, reference)
+        check_reference(reference)  # before anything is read
+        study = load_study(path)  # as stored: against the published rows
         if reference != "paper":
-            paper = load_study(path)
+            paper, study = study, with_reference(study, reference)  # one read serves both
     if fmt is None:
         suffix = Path(out).suffix.lstrip(".").lower() if out is not None else ""
         fmt = "md" if suffix in ("md", "markdown") else "html"
