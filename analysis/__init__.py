@@ -13,7 +13,12 @@ Modules, one job each:
   relative training time T (IGB), built on :mod:`analysis.table_model` (cells, columns, rows, marks) and
   drawn by :mod:`analysis.render` (terminal text, Markdown, LaTeX, HTML).
 * :mod:`analysis.reference` — what Δp/Δm are measured against: the published rows or the study's STL runs.
+* :mod:`analysis.selection` — the selection protocol: which epochs a trial's numbers come from (best
+  validation epoch, or the mean of the last k epochs).
 * :mod:`analysis.stats` — paired bootstrap comparison of two methods across seeds.
+* :mod:`analysis.bootstrap` — t-intervals, paired bootstrap probabilities, rank distributions, Kendall's τ.
+* :mod:`analysis.fair` — the fair comparison: paper defaults beside tuned, with seed-level uncertainty;
+  its figures in :mod:`analysis.fair_plots`.
 * :mod:`analysis.plots` — the figures (DB-MTL Figs. 5-10, ASHA's view, the cost Pareto front).
 * :mod:`analysis.report` — one self-contained HTML or Markdown report.
 * :mod:`analysis.utilisation` — slot utilisation from the trials' start/end times and nodes.
@@ -23,7 +28,10 @@ Modules, one job each:
 from __future__ import annotations
 
 __all__ = [
+    "bootstrap",
     "cli",
+    "fair",
+    "fair_plots",
     "identity",
     "load",
     "metrics",
@@ -31,6 +39,7 @@ __all__ = [
     "reference",
     "render",
     "report",
+    "selection",
     "stats",
     "table_model",
     "tables",

@@ -8,9 +8,12 @@
     analysis compare PATH --a M1 --b M2 [--dataset D] [--metric test_delta_p] [--n-boot N] [--seed S]
     analysis plots PATH --out DIR                                           # DB-MTL Figs. 5-10, ASHA, Pareto
     analysis report PATH [--out FILE] [--format html|md] [--plots-dir DIR]
+    analysis fair PATH [--format ...] [--dataset D] [--bootstrap N] [--seed S]   # defaults vs tuned
 
 Every command takes ``--reference paper|study``: Δp/Δm against the published STL rows (default) or against
-the study's own ``stl`` trials (:mod:`analysis.reference`); every table says which.
+the study's own ``stl`` trials (:mod:`analysis.reference`); every table says which. Every command takes
+``--selection best_val|last_k`` (``--last-k K``, default 10): test values at each trial's best validation
+epoch, or the mean of its last K epochs (:mod:`analysis.selection`); every table's caption names it.
 
 PATH is the study folder ``<storage>/<study>`` (local or a pyarrow URI). Exit status 2 on a usage error
 (unknown method, no study at PATH, too few paired seeds).
@@ -26,6 +29,8 @@ from collections.abc import Sequence
 from analysis.load import Study, load_study
 from analysis.reference import CHOICES, PAPER
 from analysis.render import RENDERERS, render
+from analysis.selection import BEST_VAL, DEFAULT_K, Protocol, protocol
+from analysis.selection import CHOICES as SELECTIONS
 from analysis.table_model import Table
 from analysis.tables import ablation_table, delta_m_table, leaderboard
 
@@ -42,20 +47,28 @@ def _print_tables(tables: list[Table], fmt: str) -> None:
     print("\n".join(render(t, fmt) for t in tables), end="")
 
 
+def _protocol(args: argparse.Namespace) -> Protocol:
+    return protocol(args.selection, args.last_k)
+
+
+def _load(args: argparse.Namespace) -> Study:
+    return load_study(args.path, args.reference, _protocol(args))
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    study = load_study(args.path, args.reference)
+    study = _load(args)
     _print_tables([leaderboard(study, d) for d in _datasets(study, args.dataset)], args.format)
     return 0
 
 
 def cmd_ablation(args: argparse.Namespace) -> int:
-    study = load_study(args.path, args.reference)
+    study = _load(args)
     _print_tables([ablation_table(study, _datasets(study, args.dataset))], args.format)
     return 0
 
 
 def cmd_delta_m(args: argparse.Namespace) -> int:
-    study = load_study(args.path, args.reference)
+    study = _load(args)
     _print_tables([delta_m_table(study, d) for d in _datasets(study, args.dataset)], args.format)
     return 0
 
@@ -63,7 +76,7 @@ def cmd_delta_m(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.stats import compare
 
-    study = load_study(args.path, args.reference)
+    study = _load(args)
     result = compare(
         study,
         args.a,
@@ -78,13 +91,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     dataset = args.dataset or (study.datasets[0] if len(study.datasets) == 1 else None)
     if dataset is not None and args.metric.endswith(("delta_p", "delta_m")):
         print(f"({study.reference_label(dataset)})")
+    print(f"({study.protocol.label()})")
     return 0
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
     from analysis.plots import all_plots
 
-    figures = all_plots(load_study(args.path, args.reference), args.out)
+    figures = all_plots(_load(args), args.out)
     for fig in figures:
         for path in fig.paths:
             print(path)
@@ -106,8 +120,23 @@ def cmd_report(args: argparse.Namespace) -> int:
         plots_dir=args.plots_dir,
         command=args.command_line,
         focus=args.focus,
+        selection=_protocol(args),
     )
     print(path)
+    return 0
+
+
+def cmd_fair(args: argparse.Namespace) -> int:
+    from analysis.fair import fair_comparison, fair_table
+
+    study = _load(args)
+    if study.trials.empty:
+        raise ValueError(f"no trials/ rows under '{args.path}': nothing to compare")
+    tables = [
+        fair_table(fair_comparison(study, d, args.bootstrap, args.seed))
+        for d in _datasets(study, args.dataset)
+    ]
+    _print_tables(tables, args.format)
     return 0
 
 
@@ -128,6 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
             default=PAPER,
             help="what Δp/Δm are measured against: the published STL rows the trials ran with (paper, "
             "the default) or the study's own stl trials (study; analysis.reference)",
+        )
+        p.add_argument(
+            "--selection",
+            choices=SELECTIONS,
+            default=BEST_VAL,
+            help="which epochs a trial's test values come from: its best validation epoch (best_val, the "
+            "default) or the mean of its last K epochs (last_k, nash-mtl's NYUv2 protocol; configurations "
+            "are then chosen on the same epochs' mean validation Δp)",
+        )
+        p.add_argument(
+            "--last-k",
+            type=int,
+            default=DEFAULT_K,
+            metavar="K",
+            help=f"epochs averaged by --selection last_k (default {DEFAULT_K}; fewer when a trial ran fewer)",
         )
         p.set_defaults(func=func)
         return p
@@ -165,6 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--plots-dir",
         help="keep the figures here (PNG and PDF); a Markdown report then links them instead of embedding",
     )
+    p = add(
+        "fair",
+        cmd_fair,
+        "paper defaults vs tuned per method: Δp/Δm with 95% intervals, ranks, Kendall τ, P(beats tuned "
+        "EW/static) by paired bootstrap, P(rank 1), device-hours, verdicts",
+    )
+    p.add_argument("--format", choices=formats, default="text")
+    p.add_argument("--dataset")
+    p.add_argument("--bootstrap", type=int, default=10_000, metavar="N", help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap generator")
     return parser
 
 

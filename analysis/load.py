@@ -14,6 +14,14 @@ configuration, chosen on validation only, as the papers do:
    are then averaged over seeds (mean ± sample std, ``ddof=1``).
 
 The same rule, restricted to subsets (e.g. one value of β), gives the hyperparameter figures.
+
+Which epochs a trial's ``best_val_delta_p`` and test values come from is the *selection protocol*
+(:mod:`analysis.selection`: ``best_val``, as above, or ``last_k``, the mean of the last k epochs, with the
+validation score averaged over the same epochs); :func:`load_study` applies it once to the ``trials`` table,
+so every rule above reads the protocol's values unchanged.
+
+A configuration is identified by the study's ``config_id`` column where the trial rows carry one (same
+across the seeds of one configuration), else by its ``hp/*`` values.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import pandas as pd
 
 from analysis.identity import with_identity
 from analysis.metrics import stored_directions
+from analysis.selection import Protocol
 from study.results import hp_columns, read_epochs, read_trials
 
 ELIGIBLE = ("completed", "running")
@@ -54,6 +63,8 @@ class Study:
         self.notes = list(notes or [])
         self.reference_labels: dict[str, str] = {}
         """dataset -> what its Δp/Δm are measured against, in words (set by :func:`load_study`)."""
+        self.protocol = Protocol()
+        """The selection protocol its ``trials`` values follow (:mod:`analysis.selection`)."""
 
     def reference_label(self, dataset: str) -> str:
         """What ``dataset``'s Δp/Δm are measured against (every table says it)."""
@@ -99,13 +110,14 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     return with_config(with_identity(frame))
 
 
-def load_study(path: str, reference: str = "paper") -> Study:
+def load_study(path: str, reference: str = "paper", selection: Protocol | None = None) -> Study:
     """Read the study at ``path`` — its folder ``<storage>/<study>`` (local or a pyarrow URI such as
     ``s3://bucket/studies/demo``). Adds the :data:`CONFIG` label column to both tables; the epoch rows are
     read when first used.
 
     ``reference``: ``"paper"`` keeps the stored Δp/Δm (against the published STL rows); ``"study"``
     rescores every trial against the study's own ``stl`` trials (:mod:`analysis.reference`).
+    ``selection``: the protocol the trial values follow (:mod:`analysis.selection`; default ``best_val``).
 
     Raises :class:`FileNotFoundError` if the folder has neither ``trials/`` nor ``epochs/`` rows, and
     :class:`ValueError` for an unknown ``reference`` or a study without the STL runs it needs.
@@ -120,7 +132,24 @@ def load_study(path: str, reference: str = "paper") -> Study:
                 "folders)"
             )
         study.notes.append("no trials/ rows yet: tables are empty, only the epoch plots can be drawn")
-    return with_reference(study, reference)
+    return with_selection(with_reference(study, reference), selection or Protocol())
+
+
+def with_selection(study: Study, chosen: Protocol) -> Study:
+    """``study`` with its trial values taken under the protocol ``chosen`` (:func:`analysis.selection.apply`,
+    from the study's epoch rows); ``study`` itself when it already follows it. Apply it to a study as read
+    (best_val) or as rescored by :func:`with_reference`."""
+    from analysis.selection import BEST_VAL, apply
+
+    if chosen == study.protocol:
+        return study
+    if study.protocol.name != BEST_VAL:
+        raise ValueError(
+            "with_selection: apply a protocol to a study as read (best_val), not on top of another"
+        )
+    out = Study(path=study.path, trials=apply(study.trials, study.epochs, chosen), epochs=study._epochs)
+    out.notes, out.reference_labels, out.protocol = list(study.notes), dict(study.reference_labels), chosen
+    return out
 
 
 def check_reference(reference: str) -> None:
@@ -144,7 +173,8 @@ def with_reference(study: Study, reference: str) -> Study:
     new_trials, new_epochs = rescore(study.trials, study.epochs, refs)
     rescored = Study(path=study.path, trials=new_trials, epochs=new_epochs)
     rescored.reference_labels = {d: r.label() for d, r in refs.items()}
-    return rescored
+    # rescore takes every trial's values at its new best validation epoch: apply the protocol again
+    return with_selection(rescored, study.protocol)
 
 
 def _format_value(value: object) -> str:
@@ -165,21 +195,48 @@ def config_label(row: pd.Series, columns: Sequence[str]) -> str:
     return ", ".join(parts) or "default"
 
 
+CONFIG_ID = "config_id"
+"""The study's own configuration identity (same across the seeds of one configuration), where stored."""
+
+
 def with_config(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with a :data:`CONFIG` column labelling each row's hyperparameter configuration
     (``hp/seed``, if a study searches it, is not part of the configuration). Labels are made once per
-    distinct configuration, not per row."""
+    distinct configuration, not per row.
+
+    Where rows carry :data:`CONFIG_ID`, it identifies the configuration: rows of one ``config_id`` share a
+    label, and two ``config_id`` with the same ``hp/*`` values (of one dataset and method) get the id
+    appended (``lr=0.001 [c3]``), so they stay apart; rows without one are grouped by their ``hp/*``
+    values."""
     if frame.empty:
         return frame
     columns = [c for c in hp_columns(frame) if c != "hp/seed"]
     frame = frame.copy()
     if not columns:
         frame[CONFIG] = "default"
-        return frame
-    keys = frame[columns].astype(object).where(frame[columns].notna(), None)
-    as_tuples = pd.Series(list(keys.itertuples(index=False, name=None)), index=frame.index)
-    labels = {values: config_label(pd.Series(values, index=columns), columns) for values in set(as_tuples)}
-    frame[CONFIG] = [labels[values] for values in as_tuples]
+    else:
+        keys = frame[columns].astype(object).where(frame[columns].notna(), None)
+        as_tuples = pd.Series(list(keys.itertuples(index=False, name=None)), index=frame.index)
+        labels = {v: config_label(pd.Series(v, index=columns), columns) for v in set(as_tuples)}
+        frame[CONFIG] = [labels[values] for values in as_tuples]
+    if CONFIG_ID in frame.columns and frame[CONFIG_ID].notna().any():
+        scope_columns = [c for c in ("dataset", "method") if c in frame.columns]
+        scopes = list(frame[scope_columns].astype(str).itertuples(index=False, name=None))
+        ids = [None if pd.isna(v) else str(v) for v in frame[CONFIG_ID]]
+        first: dict[tuple, str] = {}  # (scope, config_id) -> the hp label of its first row
+        for scope, cid, label in zip(scopes, ids, frame[CONFIG]):
+            if cid is not None:
+                first.setdefault((scope, cid), label)
+        count: dict[tuple, int] = {}
+        for (scope, _), label in first.items():
+            count[(scope, label)] = count.get((scope, label), 0) + 1
+        labels = []
+        for scope, cid, label in zip(scopes, ids, frame[CONFIG]):
+            if cid is not None:
+                label = first[(scope, cid)]
+                label = f"{label} [{cid}]" if count[(scope, label)] > 1 else label
+            labels.append(label)
+        frame[CONFIG] = labels
     return frame
 
 

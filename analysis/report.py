@@ -2,9 +2,10 @@
 
 Sections: the study's progress (trials per status), per dataset the leaderboard (DB-MTL Tables 1-4), Δm with
 the relative time T (IGB), paired comparisons against EW across seeds (:mod:`analysis.stats`), the ablation
-(DB-MTL Table 5) and every figure of :mod:`analysis.plots` (DB-MTL Figs. 5-10, ASHA's view, the cost Pareto
-front), with a note for each figure the study cannot draw yet. Images are embedded as base64 PNG
-(``data:`` URIs), so the single file can be mailed or archived; nothing is linked.
+(DB-MTL Table 5), the fair comparison (paper defaults vs tuned, :mod:`analysis.fair`, with its two figures
+from :mod:`analysis.fair_plots`) and every figure of :mod:`analysis.plots` (DB-MTL Figs. 5-10, ASHA's view,
+the cost Pareto front), with a note for each figure the study cannot draw yet. Images are embedded as base64
+PNG (``data:`` URIs), so the single file can be mailed or archived; nothing is linked.
 """
 
 from __future__ import annotations
@@ -18,19 +19,26 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.load import Study, check_reference, device_kind, load_study, with_reference
+from analysis.fair import FairResult, fair_all, fair_table
+from analysis.fair_plots import fair_plots
+from analysis.load import Study, check_reference, device_kind, load_study, with_reference, with_selection
 from analysis.plots import Figure, all_plots
 from analysis.render import render
+from analysis.selection import Protocol
 from analysis.stats import PairedComparison, compare_all
 from analysis.table_model import Cell, Column, Row, Table
 from analysis.tables import ablation_table, delta_m_table, leaderboard
 
 FORMATS = ("html", "md")
 STATUSES = ("completed", "running", "stopped", "failed")
-RULE = (
-    "Selection: per (dataset, method) the configuration with the best mean validation Δp over seeds; test "
-    "metrics at each trial's best validation epoch; ± is the sample std over seeds (ddof=1)."
-)
+STD_NOTE = "± is the sample std over seeds (ddof=1)."
+FAIR = "Fair comparison — paper defaults vs tuned"
+
+
+def rule(study: Study) -> str:
+    """The selection protocol of the report's numbers, in words (its header)."""
+    return f"{study.protocol.label()} {STD_NOTE}"
+
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -94,8 +102,24 @@ def _png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _fair_items(fair: list[FairResult], figures: list[Figure]) -> list[object]:
+    """The fair-comparison section: per dataset its table and verdicts, then its two figures."""
+    items: list[object] = []
+    for result in fair:
+        items.append(fair_table(result))
+    items += figures
+    if not fair:
+        items.append("no trials yet: no fair comparison")
+    return items
+
+
 def _sections(
-    study: Study, baseline: str, n_boot: int, paper: Study | None = None, focus: bool = False
+    study: Study,
+    baseline: str,
+    n_boot: int,
+    paper: Study | None = None,
+    focus: bool = False,
+    fair: tuple[list[FairResult], list[Figure]] | None = None,
 ) -> list[tuple[str, list[object]]]:
     """(heading, [Table | list of comparisons | str]) in report order. ``paper``: the same study scored
     against the published STL rows, shown after the main sections when ``study`` uses another reference."""
@@ -111,6 +135,9 @@ def _sections(
         sections.append((f"Dataset {dataset}", items))
     if not study.trials.empty:
         sections.append(("Ablation", [ablation_table(study)]))
+    if fair is None:
+        fair = (fair_all(study, n_boot), [])
+    sections.append((FAIR, _fair_items(*fair)))
     if paper is not None and not paper.trials.empty:
         items = [ablation_table(paper), *(leaderboard(paper, d) for d in paper.datasets)]
         sections.append(("Against the published STL rows (for reference)", items))
@@ -127,6 +154,26 @@ def _comparison_text(items: list[PairedComparison | str]) -> list[str]:
     return [c.summary() if isinstance(c, PairedComparison) else c for c in items]
 
 
+def _html_figure(fig: Figure, link_from: Path | None) -> list[str]:
+    out = [f"<h3>{html.escape(fig.title)}</h3>"]
+    for png in (p for p in fig.paths if p.suffix == ".png"):
+        src = _link(png, link_from) if link_from is not None else _png_data_uri(png)
+        out.append(f'<img alt="{html.escape(png.stem)}" src="{html.escape(src)}">')
+    if fig.note:
+        out.append(f'<p class="note">{html.escape(fig.note)}</p>')
+    return out
+
+
+def _md_figure(fig: Figure, link_from: Path | None) -> list[str]:
+    out = [f"### {fig.title}", ""]
+    for png in (p for p in fig.paths if p.suffix == ".png"):
+        src = _link(png, link_from) if link_from is not None else _png_data_uri(png)
+        out += [f"![{png.stem}]({src})", ""]
+    if fig.note:
+        out += [f"> {fig.note}", ""]
+    return out
+
+
 def render_html(
     study: Study,
     figures: list[Figure],
@@ -135,8 +182,10 @@ def render_html(
     paper: Study | None = None,
     link_from: Path | None = None,
     focus: bool = False,
+    fair: tuple[list[FairResult], list[Figure]] | None = None,
 ) -> str:
-    """The report as one HTML page (CSS inline, figures as base64 PNG)."""
+    """The report as one HTML page (CSS inline, figures as base64 PNG). ``fair``: the fair comparison and
+    its figures, already computed (else computed here, without figures)."""
     now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     out = [
         "<!DOCTYPE html>",
@@ -144,12 +193,14 @@ def render_html(
         f"<title>Study report — {html.escape(study.name)}</title>",
         f"<style>{CSS}</style></head><body>",
         f"<h1>Study report — {html.escape(study.name)}</h1>",
-        f"<p>{html.escape(study.path)} · generated {now} · {html.escape(RULE)}</p>",
+        f"<p>{html.escape(study.path)} · generated {now} · {html.escape(rule(study))}</p>",
     ]
-    for heading, items in _sections(study, baseline, n_boot, paper, focus):
+    for heading, items in _sections(study, baseline, n_boot, paper, focus, fair):
         out.append(f"<h2>{html.escape(heading)}</h2>")
         for item in items:
-            if isinstance(item, Table):
+            if isinstance(item, Figure):
+                out += _html_figure(item, link_from)
+            elif isinstance(item, Table):
                 out.append(render(item, "html"))
             elif isinstance(item, list):
                 out.append(f"<h3>{html.escape(_comparison_heading(baseline, focus))}</h3>")
@@ -160,13 +211,7 @@ def render_html(
                 out.append(f'<p class="note">{html.escape(str(item))}</p>')
     out.append("<h2>Figures</h2>")
     for fig in figures:
-        out.append(f"<h3>{html.escape(fig.title)}</h3>")
-        pngs = [p for p in fig.paths if p.suffix == ".png"]
-        for png in pngs:
-            src = _link(png, link_from) if link_from is not None else _png_data_uri(png)
-            out.append(f'<img alt="{html.escape(png.stem)}" src="{html.escape(src)}">')
-        if fig.note:
-            out.append(f'<p class="note">{html.escape(fig.note)}</p>')
+        out += _html_figure(fig, link_from)
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 
@@ -179,6 +224,7 @@ def render_markdown(
     paper: Study | None = None,
     link_from: Path | None = None,
     focus: bool = False,
+    fair: tuple[list[FairResult], list[Figure]] | None = None,
 ) -> str:
     """The report as one Markdown file (figures as base64 ``data:`` PNG images, or as links relative to
     ``link_from``, the report's folder, when the figures are kept)."""
@@ -186,13 +232,15 @@ def render_markdown(
     out = [
         f"# Study report — {study.name}",
         "",
-        f"`{study.path}` · generated {now} · {RULE}",
+        f"`{study.path}` · generated {now} · {rule(study)}",
         "",
     ]
-    for heading, items in _sections(study, baseline, n_boot, paper, focus):
+    for heading, items in _sections(study, baseline, n_boot, paper, focus, fair):
         out += [f"## {heading}", ""]
         for item in items:
-            if isinstance(item, Table):
+            if isinstance(item, Figure):
+                out += _md_figure(item, link_from)
+            elif isinstance(item, Table):
                 out += [render(item, "md"), ""]
             elif isinstance(item, list):
                 out += [f"### {_comparison_heading(baseline, focus)}", ""]
@@ -201,12 +249,7 @@ def render_markdown(
                 out += [f"> {item}", ""]
     out += ["## Figures", ""]
     for fig in figures:
-        out += [f"### {fig.title}", ""]
-        for png in (p for p in fig.paths if p.suffix == ".png"):
-            src = _link(png, link_from) if link_from is not None else _png_data_uri(png)
-            out += [f"![{png.stem}]({src})", ""]
-        if fig.note:
-            out += [f"> {fig.note}", ""]
+        out += _md_figure(fig, link_from)
     return "\n".join(out) + "\n"
 
 
@@ -222,6 +265,7 @@ def write_report(
     reference: str = "paper",
     command: str | None = None,
     focus: str | None = None,
+    selection: Protocol | None = None,
 ) -> Path:
     """Write the report of ``study`` (a :class:`Study` or its path) to ``out``.
 
@@ -232,7 +276,9 @@ def write_report(
     ``paper`` or ``study`` (:mod:`analysis.reference`); with ``study`` the report also shows the ablation
     and leaderboards against the published rows. ``command``: how to regenerate it, printed at the top.
     ``focus``: compare that method against every other (its difference to each) instead of every method
-    against ``baseline``.
+    against ``baseline``. ``selection``: the protocol of every number (:mod:`analysis.selection`; default
+    best_val), named in the header and every caption. The fair comparison (:mod:`analysis.fair`) uses
+    ``n_boot`` resamples, seed 0.
     Returns the report's path."""
     paper = None
     if isinstance(study, str):
@@ -241,6 +287,9 @@ def write_report(
         study = load_study(path)  # as stored: against the published rows
         if reference != "paper":
             paper, study = study, with_reference(study, reference)  # one read serves both
+    if selection is not None:
+        study = with_selection(study, selection)
+        paper = with_selection(paper, selection) if paper is not None else None
     if fmt is None:
         suffix = Path(out).suffix.lstrip(".").lower() if out is not None else ""
         fmt = "md" if suffix in ("md", "markdown") else "html"
@@ -252,13 +301,18 @@ def write_report(
     kwargs = {"paper": paper, "focus": focus is not None}
     if focus is not None:
         baseline = focus
+    fair = fair_all(study, n_boot)
     if figures is not None:
-        text = renderer(study, figures, baseline, n_boot, **kwargs)
+        with tempfile.TemporaryDirectory(prefix="analysis-plots-") as tmp:
+            kwargs["fair"] = (fair, fair_plots(study, fair, Path(tmp)))
+            text = renderer(study, figures, baseline, n_boot, **kwargs)
     elif plots_dir is not None:
         figs = all_plots(study, plots_dir)
+        kwargs["fair"] = (fair, fair_plots(study, fair, Path(plots_dir)))
         text = renderer(study, figs, baseline, n_boot, link_from=out.parent, **kwargs)
     else:
         with tempfile.TemporaryDirectory(prefix="analysis-plots-") as tmp:
+            kwargs["fair"] = (fair, fair_plots(study, fair, Path(tmp)))
             text = renderer(study, all_plots(study, tmp), baseline, n_boot, **kwargs)
     if command:
         first, _, rest = text.partition("\n")

@@ -10,9 +10,10 @@ renderers :mod:`analysis.render`).
   T = (mean time per epoch of the method) / (that of EW on the same dataset).
 
 Every number comes from the configuration :func:`analysis.load.select` picks (validation only; see
-:mod:`analysis.load`). "±" is the **sample standard deviation over seeds (ddof=1)**; a single seed shows no
-"±". Δp/Δm of a row are the mean over seeds of each trial's own ``test_delta_p``/``test_delta_m``, not Δp of
-the mean metrics.
+:mod:`analysis.load`), with each trial's values under the study's selection protocol
+(:mod:`analysis.selection`: best validation epoch, or mean of the last k epochs), which every title names. "±"
+is the **sample standard deviation over seeds (ddof=1)**; a single seed shows no "±". Δp/Δm of a row are the
+mean over seeds of each trial's own ``test_delta_p``/``test_delta_m``, not Δp of the mean metrics.
 """
 
 from __future__ import annotations
@@ -144,8 +145,8 @@ def leaderboard(
     if unknown:
         notes.append(f"direction unknown (no arrow, no marks): {', '.join(unknown)}")
     rows = _rank(rows, "test_delta_p", higher=True)
-    notes = [*_legend(rows), *notes, study.reference_label(dataset)]
-    title = f"Leaderboard — {dataset} (test metrics at the best validation epoch, mean ± std over seeds)"
+    notes = [*_legend(rows), *notes, study.protocol.label(), study.reference_label(dataset)]
+    title = f"Leaderboard — {dataset} ({study.protocol.where}, mean ± std over seeds; {study.protocol.short})"
     return Table(title, columns, rows, notes)
 
 
@@ -183,10 +184,9 @@ def ablation_table(source: Study | pd.DataFrame, datasets: Sequence[str] | None 
     notes = _legend(rows)
     if not rows:
         notes.append("none of ew, si, max_norm, db_mtl is in the study")
-    notes += list(dict.fromkeys(study.reference_label(d) for d in datasets))
-    return Table(
-        "Ablation — log transform and max-norm balancing (DB-MTL Table 5)", columns, rows, notes, "variant"
-    )
+    notes += [study.protocol.label(), *dict.fromkeys(study.reference_label(d) for d in datasets)]
+    title = f"Ablation — log transform and max-norm balancing (DB-MTL Table 5; {study.protocol.short})"
+    return Table(title, columns, rows, notes, "variant")
 
 
 def time_per_epoch(study: Study, sel: Selection) -> Cell:
@@ -238,8 +238,9 @@ def delta_m_table(study: Study, dataset: str, baseline: str = "ew") -> Table:
         notes.append(
             f"methods ran on different device types ({', '.join(sorted(devices))}): T mixes hardware"
         )
-    title = f"Δm and relative training time T versus EW — {dataset} (IGB)"
-    return Table(title, columns, rows, [*_legend(rows), *notes, study.reference_label(dataset)])
+    title = f"Δm and relative training time T versus EW — {dataset} (IGB; {study.protocol.short})"
+    notes = [*_legend(rows), *notes, study.protocol.label(), study.reference_label(dataset)]
+    return Table(title, columns, rows, notes)
 
 
 def tables_for(study: Study, datasets: Sequence[str] | None = None) -> Mapping[str, list[Table]]:

@@ -65,6 +65,7 @@ from benchmarks.workloads import (
 from mtl.context import StepContext
 from mtl.methods import Method, build_method
 from mtl.step import backward
+from mtl.step_hooks import StepProbe
 
 MODES = ("exact", "exact_vmap", "rep")
 
@@ -125,12 +126,16 @@ class Bench:
         self.optimizer.zero_grad(set_to_none=True)
 
     def step(self, cfg: Config, k: int) -> None:
-        """One training step of ``cfg`` (global step ``k``; kept off IGBv2's SAC burst steps)."""
+        """One training step of ``cfg`` (global step ``k``; kept off IGBv2's SAC burst steps), with the
+        method's step hooks as the trainer calls them (FAMO's extra forward, Auto-Lambda's meta step)."""
         if cfg.optimizer is not None:
             cfg.optimizer.zero_grad(set_to_none=True)
+        ctx = StepContext(epoch=cfg.epoch, step=k, step_in_epoch=k, steps_per_epoch=1000)
+        probe = self.probe(cfg, ctx) if cfg.method.has_step_hooks else None
+        if probe is not None:
+            cfg.method.before_step(probe)
         z = self.model.encode(self.inputs)
         losses = self.w.loss_fn(self.model.decode(z))
-        ctx = StepContext(epoch=cfg.epoch, step=k, step_in_epoch=k, steps_per_epoch=1000)
         backward(
             cfg.method,
             losses,
@@ -144,6 +149,44 @@ class Bench:
         self.optimizer.step()
         if cfg.optimizer is not None:
             cfg.optimizer.step()
+        if probe is not None:
+            probe.losses = losses.detach()
+            cfg.method.after_step(probe)
+
+    def probe(self, cfg: Config, ctx: StepContext) -> StepProbe:
+        """The step hooks' view of this workload (its one batch serves as the meta/validation batch too)."""
+        return StepProbe(
+            ctx=ctx,
+            inputs=self.inputs,
+            targets=None,
+            losses=None,
+            model=self.model,
+            optimizer=self.optimizer,
+            compute_losses=lambda inputs, _targets: self.w.loss_fn(self.model(inputs)),
+            validation_batch=(lambda split="val": (self.inputs, None))
+            if cfg.method.needs_validation_batch
+            else None,
+        )
+
+    def floor_times(self, rounds: int, warmup: int = 1) -> tuple[float, float]:
+        """Median seconds of the forward pass with the losses (``F``) and of one backward of their sum
+        (``B``), interleaved: the terms of a step's T-VJP floor, ``(F + T·B) / (F + B)``, the least a method
+        that needs every task's exact gradient can cost relative to EW."""
+        forward, backward_ = [], []
+        for r in range(warmup + rounds):
+            self.restore()
+            self.sync()
+            t0 = time.perf_counter()
+            losses = self.w.loss_fn(self.model(self.inputs))
+            self.sync()
+            t1 = time.perf_counter()
+            losses.sum().backward()
+            self.sync()
+            t2 = time.perf_counter()
+            if r >= warmup:
+                forward.append(t1 - t0)
+                backward_.append(t2 - t1)
+        return statistics.median(forward), statistics.median(backward_)
 
     def timed_step(self, cfg: Config, k: int) -> tuple[float, float]:
         """(wall seconds, process CPU seconds) of one step."""

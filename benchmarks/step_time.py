@@ -50,6 +50,7 @@ from mtl.context import StepContext
 from mtl.methods import build_method
 from mtl.models.hps import HPS
 from mtl.step import backward
+from mtl.step_hooks import StepProbe
 
 TASKS = [f"t{i}" for i in range(11)]
 
@@ -118,11 +119,23 @@ class StepRunner:
         sync(self.device)
         t0 = time.perf_counter()
         self.optimizer.zero_grad(set_to_none=True)
-        preds = self.model(self.batch)
-        losses = torch.stack(
-            [F.mse_loss(preds[t].squeeze(-1), self.targets[:, i]) for i, t in enumerate(TASKS)]
-        )
         ctx = StepContext(epoch=self.epoch, step=self.k, step_in_epoch=self.k, steps_per_epoch=1000)
+        probe = None
+        if self.method.has_step_hooks:  # FAMO's extra forward, Auto-Lambda's meta step: as the trainer does
+            probe = StepProbe(
+                ctx=ctx,
+                inputs=self.batch,
+                targets=self.targets,
+                losses=None,
+                model=self.model,
+                optimizer=self.optimizer,
+                compute_losses=self.losses_of,
+                validation_batch=(lambda split="val": (self.batch, self.targets))
+                if self.method.needs_validation_batch
+                else None,
+            )
+            self.method.before_step(probe)
+        losses = self.losses_of(self.batch, self.targets)
         backward(
             self.method,
             losses,
@@ -133,9 +146,16 @@ class StepRunner:
             diagnostics=False,
         )
         self.optimizer.step()
+        if probe is not None:
+            probe.losses = losses.detach()
+            self.method.after_step(probe)
         sync(self.device)
         if record:
             self.times.append(time.perf_counter() - t0)
+
+    def losses_of(self, batch: Any, targets: Tensor) -> Tensor:
+        preds = self.model(batch)
+        return torch.stack([F.mse_loss(preds[t].squeeze(-1), targets[:, i]) for i, t in enumerate(TASKS)])
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {

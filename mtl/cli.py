@@ -124,19 +124,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_methods(_args: argparse.Namespace) -> int:
     from mtl.aggregators import AGGREGATORS
     from mtl.balancers import BALANCERS
+    from mtl.method_papers import describe
     from mtl.methods import METHOD_ALIASES
+
+    def show(registry: Any, name: str) -> None:
+        what, paper = describe(name)
+        print(f"  {name:<12} {what} [{paper}]")
+        parameters = registry.parameters(name)
+        mappings = getattr(registry.factory(name), "mapping_kwargs", ())
+        params = ", ".join(
+            f"{k}.<task>=1.0" if k in mappings else f"{k}={p.default!r}" for k, p in parameters.items()
+        )
+        if params:
+            print(f"  {'':<12} {params}")
 
     print("balancers (use alone, or as '<balancer>+<aggregator>'):")
     for name in BALANCERS.names():
-        params = ", ".join(f"{k}={p.default!r}" for k, p in BALANCERS.parameters(name).items())
-        print(f"  {name:<10} {params}")
+        show(BALANCERS, name)
     print("aggregators (alone = EW losses + the aggregator):")
     for name in AGGREGATORS.names():
-        params = ", ".join(f"{k}={p.default!r}" for k, p in AGGREGATORS.parameters(name).items())
-        print(f"  {name:<10} {params}")
+        show(AGGREGATORS, name)
     print("aliases:")
     for alias, target in sorted(METHOD_ALIASES.items()):
-        print(f"  {alias:<10} = {target}")
+        print(f"  {alias:<12} = {target}")
     return 0
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +22,46 @@ TRIAL_FIELDS = ("dataset", "method", "seed", "dataset_kwargs", "method_kwargs")
 all its trials (``train:`` in a study file, :func:`training_settings`)."""
 
 
-def _setting(default: Any, *, searchable: bool = False, **bounds: float) -> Any:
+MAX_SEED = 2**63 - 1
+"""The largest seed a trial may have: seeds are stored as Parquet int64 and torch takes them as 64-bit."""
+MAX_INT = 2**31 - 1
+"""Bound of the counts (batch size, steps) no machine could mean more of."""
+MAX_BATCH = 1_000_000
+"""Samples per step: a million (QM9 has 110k training molecules, NYUv2 795 images)."""
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _setting(default: Any, *, searchable: bool = False, **bounds: Any) -> Any:
     """A training setting's default, with what a study may do with it: search it (``searchable``) and the
-    bounds its value must keep (``ge``/``gt``, as pydantic's ``Field`` takes them).
-    :meth:`TrainConfig.validate` checks the same bounds for configs made in code."""
+    bounds its value must keep (``ge``/``gt``/``le``/``lt`` and ``allow_inf_nan``, as pydantic's ``Field``
+    takes them). :meth:`TrainConfig.validate` checks the same bounds (:func:`check_bounds`) for configs made
+    in code, so the bounds are written once, here."""
     return field(default=default, metadata={"searchable": searchable, "bounds": bounds})
+
+
+def _bounded(default: Any, **bounds: Any) -> Any:
+    """A trial field (not a setting) with bounds, checked like a setting's."""
+    return field(default=default, metadata={"bounds": bounds})
+
+
+_BOUND_TEXT = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+
+def check_bounds(name: str, value: Any, bounds: dict[str, Any], integer: bool) -> None:
+    """Raise :class:`ConfigError` unless ``value`` (not None) is a number of the right kind (an integer for
+    ``integer``; never a bool; finite unless ``allow_inf_nan``) within ``bounds``."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    if not integer and not bounds.get("allow_inf_nan", True) and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    for key, op in _BOUND_TEXT.items():
+        if key not in bounds:
+            continue
+        limit = bounds[key]
+        ok = {"ge": value >= limit, "gt": value > limit, "le": value <= limit, "lt": value < limit}[key]
+        if not ok:
+            raise ConfigError(f"{name} must be {op} {limit}, got {value!r}")
 
 
 @dataclass
@@ -43,21 +81,21 @@ class TrainConfig:
 
     dataset: str = "synthetic"
     method: str = "ew"
-    seed: int = 0
-    epochs: int | None = _setting(None, ge=1)
+    seed: int = _bounded(0, ge=0, le=MAX_SEED)
+    epochs: int | None = _setting(None, ge=1, le=100_000)
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     architecture: str = _setting("hps", searchable=True)
-    lr: float | None = _setting(None, searchable=True, gt=0)
-    batch_size: int | None = _setting(None, searchable=True, ge=1)
+    lr: float | None = _setting(None, searchable=True, gt=0, le=10.0, allow_inf_nan=False)
+    batch_size: int | None = _setting(None, searchable=True, ge=1, le=MAX_BATCH)
     optimizer: str | None = _setting(None, searchable=True)
-    weight_decay: float | None = _setting(None, searchable=True, ge=0)
+    weight_decay: float | None = _setting(None, searchable=True, ge=0, le=10.0, allow_inf_nan=False)
     scheduler: str | None = _setting(None, searchable=True)
     scheduler_kwargs: dict[str, Any] | None = None
     grad_mode: str = _setting("exact", searchable=True)
     device: str = "auto"
-    max_steps_per_epoch: int | None = _setting(None, searchable=True, ge=1)
+    max_steps_per_epoch: int | None = _setting(None, searchable=True, ge=1, le=MAX_INT)
     reference: dict[str, dict[str, float]] | None = None
     reference_table: str | None = None
     grad_diagnostics: bool = True
@@ -101,22 +139,7 @@ class TrainConfig:
             if not cond:
                 raise ConfigError(message)
 
-        check(
-            isinstance(self.seed, int) and not isinstance(self.seed, bool),
-            f"seed must be an integer, got {self.seed!r}",
-        )
-        check(
-            self.epochs is None or (isinstance(self.epochs, int) and self.epochs >= 1),
-            f"epochs must be >= 1, got {self.epochs!r}",
-        )
-        check(
-            self.lr is None or (isinstance(self.lr, (int, float)) and self.lr > 0),
-            f"lr must be > 0, got {self.lr!r}",
-        )
-        check(
-            self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size >= 1),
-            f"batch_size must be >= 1, got {self.batch_size!r}",
-        )
+        self._check_numbers()
         check(
             self.optimizer is None or self.optimizer in OPTIMIZERS,
             f"optimizer '{self.optimizer}' unknown; valid: {', '.join(OPTIMIZERS)}",
@@ -126,21 +149,20 @@ class TrainConfig:
             f"scheduler '{self.scheduler}' unknown; valid: {', '.join(SCHEDULERS)}",
         )
         check(
-            self.weight_decay is None or self.weight_decay >= 0,
-            f"weight_decay must be >= 0, got {self.weight_decay!r}",
-        )
-        check(
             self.grad_mode in TRAIN_GRAD_MODES,
             f"grad_mode '{self.grad_mode}' unknown; valid: {', '.join(TRAIN_GRAD_MODES)}",
         )
         check(
-            self.device in DEVICES or self.device.startswith("cuda:"),
-            f"device '{self.device}' unknown; valid: {', '.join(DEVICES)}, cuda:N",
+            isinstance(self.device, str) and DEVICE_PATTERN.match(self.device) is not None,
+            f"device {self.device!r} unknown; valid: {', '.join(DEVICES)}, cuda:N (N a GPU index)",
         )
         check(
-            self.max_steps_per_epoch is None
-            or (isinstance(self.max_steps_per_epoch, int) and self.max_steps_per_epoch >= 1),
-            f"max_steps_per_epoch must be >= 1, got {self.max_steps_per_epoch!r}",
+            self.scheduler_kwargs is None or isinstance(self.scheduler_kwargs, dict),
+            f"scheduler_kwargs must be a mapping, got {self.scheduler_kwargs!r}",
+        )
+        check(
+            not (self.scheduler == "none" and self.scheduler_kwargs),
+            f"scheduler 'none' takes no scheduler_kwargs, got {sorted(self.scheduler_kwargs or {})}",
         )
         check(
             self.device_batches is None or isinstance(self.device_batches, bool),
@@ -149,6 +171,17 @@ class TrainConfig:
         for key in ("dataset_kwargs", "method_kwargs", "model_kwargs"):
             check(isinstance(getattr(self, key), dict), f"{key} must be a mapping")
         self._check_reference_table()
+
+    def _check_numbers(self) -> None:
+        """Every bounded field (:func:`_setting`/:func:`_bounded` metadata) by :func:`check_bounds`."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            bounds = f.metadata.get("bounds")
+            value = getattr(self, f.name)
+            if not bounds or value is None:  # no bounds: a name or a mapping, checked below
+                continue
+            integer = int in (typing.get_args(hints[f.name]) or (hints[f.name],))
+            check_bounds(f.name, value, bounds, integer)
 
     def __post_init__(self) -> None:
         self._check_reference_table()  # a misspelt table name fails where the config is made

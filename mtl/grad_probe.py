@@ -18,6 +18,7 @@ training step (no aggregator: EW, UW, ...) are not probed; they get ``exact``.
 from __future__ import annotations
 
 import copy
+import re
 import statistics
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from mtl.errors import ConfigError
 from mtl.gradients import EXACT_MODES, choose_grad_mode
 
 if TYPE_CHECKING:
@@ -33,17 +35,35 @@ if TYPE_CHECKING:
 
 PROBE_WARMUP = 1
 PROBE_ROUNDS = 3
+_ATEN_OP = re.compile(r"aten::\w+(?:\.\w+)?")
+
+
+class GradModeError(ConfigError):
+    """A gradient mode that cannot run on this model and device (e.g. an operator vmap cannot batch)."""
+
+
+def mode_failure(mode: str, exc: BaseException) -> str:
+    """Why ``mode`` failed, naming the operator when the error names one: ``exact_vmap:
+    aten::_cudnn_rnn_backward cannot be batched by vmap (Batching rule not implemented for ...)``."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:240] if text else type(exc).__name__
+    op = _ATEN_OP.search(text)
+    if op is not None:
+        return f"{mode}: {op.group(0)} cannot be batched by vmap ({first})"
+    return f"{mode}: {type(exc).__name__}: {first}"
 
 
 @dataclass
 class ProbeResult:
     """The chosen mode, the median seconds per step of each probed mode (NaN: the mode failed on this
-    model), every timed step, and the probe's total wall seconds."""
+    model), every timed step, the probe's total wall seconds, and why each failed mode was rejected
+    (:func:`mode_failure`)."""
 
     chosen: str
     times: dict[str, float]
     steps: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
+    rejected: dict[str, str] = field(default_factory=dict)
 
 
 def _sync(device: torch.device) -> None:
@@ -77,7 +97,7 @@ def probe_grad_modes(
     inputs, targets = trainer.dataset.to_device(inputs, device), trainer.dataset.to_device(targets, device)
     steps = trainer.steps_per_epoch()
     timed: dict[str, list[float]] = {m: [] for m in candidates}
-    failed: set[str] = set()
+    failed: dict[str, str] = {}
     was_training = trainer.model.training
     trainer.model.train()
     try:
@@ -92,10 +112,10 @@ def probe_grad_modes(
                 try:
                     trainer.train_step(inputs, targets, 0, steps, mode)
                     _sync(device)
-                except (RuntimeError, NotImplementedError):  # e.g. an op without a batching rule (vmap)
+                except (RuntimeError, NotImplementedError) as exc:  # e.g. an op vmap cannot batch
                     if mode == EXACT_MODES[0]:
                         raise  # the per-task loop must work on every model
-                    failed.add(mode)
+                    failed[mode] = mode_failure(mode, exc)
                     continue
                 if r >= warmup:
                     timed[mode].append(time.perf_counter() - t0)
@@ -104,4 +124,4 @@ def probe_grad_modes(
         trainer.optimizer.zero_grad(set_to_none=True)
         trainer.model.train(was_training)
     times = {m: (float("nan") if m in failed else statistics.median(timed[m])) for m in candidates}
-    return ProbeResult(choose_grad_mode(times), times, timed, time.perf_counter() - start)
+    return ProbeResult(choose_grad_mode(times), times, timed, time.perf_counter() - start, dict(failed))

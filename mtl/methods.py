@@ -25,6 +25,7 @@ from torch import nn
 from mtl.aggregators import AGGREGATORS, Aggregator
 from mtl.balancers import BALANCERS, Balancer
 from mtl.errors import ConfigError, UnknownNameError
+from mtl.step_hooks import StepProbe
 
 METHOD_ALIASES: dict[str, str] = {
     "db_mtl": "log+max_norm",
@@ -97,7 +98,44 @@ def canonical_method_name(name: str) -> str:
     return f"{spec.balancer}+{spec.aggregator}"
 
 
+def _mapping_kwargs(spec: MethodSpec) -> dict[str, str]:
+    """``{parameter: part}`` for the parameters of the method's parts that map task names to values
+    (a part lists them in its class attribute ``mapping_kwargs``, e.g. ``static``'s ``weight``)."""
+    parts = [(BALANCERS, spec.balancer, "balancer")]
+    if spec.aggregator:
+        parts.append((AGGREGATORS, spec.aggregator, "aggregator"))
+    return {
+        key: part
+        for registry, name, part in parts
+        for key in getattr(registry.factory(name), "mapping_kwargs", ())
+    }
+
+
+def fold_mapping_kwargs(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with per-task keys ``<parameter>.<task>`` (``weight.t0=2``, as a CLI ``-m`` or a searched
+    hyperparameter is written) folded into the mapping parameter ``<parameter>`` of the method's part that
+    declares it (``{"weight": {"t0": 2}}``); any other key is returned unchanged. The task names are checked
+    by the part when it is built."""
+    mappings = _mapping_kwargs(parse_method(name))
+    out: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        head, _, task = key.partition(".")
+        if task and head in mappings:
+            if head in kwargs and not isinstance(kwargs[head], dict):
+                raise ConfigError(f"'{key}' and '{head}' both given; give one")
+            out.setdefault(head, {})
+            if not isinstance(out[head], dict):
+                raise ConfigError(f"'{key}' and '{head}' both given; give one")
+            out[head] = {**out[head], task: value}
+        elif head in mappings and not task and isinstance(value, dict):
+            out[head] = {**value, **out.get(head, {})}
+        else:
+            out[key] = value
+    return out
+
+
 def _route_kwargs(spec: MethodSpec, kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    kwargs = fold_mapping_kwargs(spec.name, kwargs)
     b_valid = set(BALANCERS.parameters(spec.balancer))
     a_valid = set(AGGREGATORS.parameters(spec.aggregator)) if spec.aggregator else set()
     b_kwargs: dict[str, Any] = {}
@@ -133,6 +171,32 @@ def method_parameters(name: str) -> dict[str, Any]:
     return params
 
 
+def step_cost(name: str, num_tasks: int) -> float:
+    """A method's declared per-step cost class, in backward passes of EW's step: ``num_tasks`` for a method
+    that needs every task's gradient (an aggregator: T vector-Jacobian products in the ``exact`` mode), 1
+    otherwise, plus 1 for a method with step hooks (FAMO's extra forward, Auto-Lambda's meta step). The study
+    hands out the trials of costlier groups first (:class:`study.searcher.StudySearcher`), so that the
+    study's last wave is not one expensive group alone."""
+    spec = parse_method(name)
+    cost = float(num_tasks) if spec.aggregator is not None else 1.0
+    parts = [BALANCERS.factory(spec.balancer)]
+    if spec.aggregator is not None:
+        parts.append(AGGREGATORS.factory(spec.aggregator))
+    if any(_overrides_hook(part) for part in parts):
+        cost += 1.0
+    return cost
+
+
+def _overrides_hook(cls: type) -> bool:
+    from mtl.aggregators.base import Aggregator as AggregatorBase
+    from mtl.balancers.base import Balancer as BalancerBase
+
+    base = AggregatorBase if issubclass(cls, AggregatorBase) else BalancerBase
+    return bool(getattr(cls, "needs_validation_batch", False)) or any(
+        getattr(cls, hook) is not getattr(base, hook) for hook in ("before_step", "after_step")
+    )
+
+
 class Method(nn.Module):
     """A balancer and an optional aggregator. Its ``state_dict()`` holds both parts' whole state."""
 
@@ -145,6 +209,36 @@ class Method(nn.Module):
     @property
     def needs_task_gradients(self) -> bool:
         return self.aggregator is not None
+
+    def _parts(self) -> list[nn.Module]:
+        return [self.balancer] if self.aggregator is None else [self.balancer, self.aggregator]
+
+    @property
+    def has_step_hooks(self) -> bool:
+        """True when a part overrides :meth:`before_step`/:meth:`after_step` or wants a validation batch
+        (DESIGN §8); otherwise the trainer builds no :class:`~mtl.step_hooks.StepProbe` at all."""
+        bases = (Balancer, Aggregator)
+        return any(
+            part.needs_validation_batch
+            or any(
+                getattr(type(part), hook) is not getattr(base, hook) for hook in ("before_step", "after_step")
+            )
+            for part, base in zip(self._parts(), bases)
+        )
+
+    @property
+    def needs_validation_batch(self) -> bool:
+        return any(part.needs_validation_batch for part in self._parts())
+
+    def before_step(self, probe: StepProbe) -> None:
+        """Both parts' ``before_step`` (balancer first): after ``zero_grad``, before the step's forward."""
+        for part in self._parts():
+            part.before_step(probe)
+
+    def after_step(self, probe: StepProbe) -> None:
+        """Both parts' ``after_step`` (balancer first): after ``optimizer.step()``."""
+        for part in self._parts():
+            part.after_step(probe)
 
     def extra_parameters(self) -> Iterator[nn.Parameter]:
         """Learnable parameters of the method itself (UW's log-variances, IMTL-L's scales)."""

@@ -11,7 +11,9 @@ cosine similarity; NaN when not measured), ``val/<task>/<metric>``, ``test/<task
 ``val_loss/<task>``, ``val_delta_p``, ``test_delta_p``, ``val_delta_m``, ``test_delta_m``,
 ``grad_mode_chosen`` (the gradient mode the steps used: ``grad_mode``, or the one ``auto`` chose),
 ``probe_time/<mode>`` (``auto``: the probe's seconds per step of each exact mode; NaN otherwise) and
-``time_probe`` (seconds the probe took in this epoch, outside ``time_train``).
+``time_probe`` (seconds the probe took in this epoch, outside ``time_train``), ``grad_mode_rejected``
+(``auto``: why the probe rejected a mode, e.g. ``exact_vmap: aten::_cudnn_rnn_backward cannot be batched by
+vmap (...)``; empty when none was; also warned as :class:`GradModeWarning`).
 
 The reporter is called as ``reporter(record, checkpoint)``; ``checkpoint()`` returns the full state dict
 (model, optimizer, scheduler, method state, RNG states, records so far) to save, and raising
@@ -24,6 +26,7 @@ import dataclasses
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -41,10 +44,15 @@ from mtl.gradients import AUTO_MODE, EXACT_MODES
 from mtl.methods import Method, build_method
 from mtl.models.base import MultiTaskModel
 from mtl.step import StepStats, backward
+from mtl.step_hooks import BatchStream, StepProbe
 
 STATE_VERSION = 1
 Record = dict[str, Any]
 Reporter = Callable[[Record, Callable[[], dict[str, Any]]], None]
+
+
+class GradModeWarning(UserWarning):
+    """``grad_mode: auto`` rejected a mode (the probe's reason is in the message and the records)."""
 
 
 class StopTraining(Exception):
@@ -81,11 +89,17 @@ def resolve_config(config: TrainConfig, dataset: MTLDataset) -> TrainConfig:
 
 
 def build_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The training optimiser, on its fused path: one kernel per step for all parameters instead of about
+    eight per parameter tensor, and no host read of the step count (the for-loop Adam read it once per
+    tensor: 40 device-to-host copies a step for the QM9 MPNN; ``benchmarks/op_count.py``). The fused
+    implementations compute the same update up to float rounding."""
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay, "fused": fused or None}
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(params, **kwargs)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(params, **kwargs)
+    return torch.optim.SGD(params, momentum=0.9, **kwargs)
 
 
 def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
@@ -213,6 +227,10 @@ class Trainer:
         auto = self.config.grad_mode == AUTO_MODE
         self.grad_mode_chosen: str | None = None if auto else self.config.grad_mode
         self.probe_times: dict[str, float] = {}
+        self.probe_rejected: dict[str, str] = {}  # auto: why the probe rejected a mode (mode -> reason)
+        # step hooks (DESIGN §8): the validation streams a method draws from, by split (their positions are
+        # part of the state); built only when a part declares needs_validation_batch
+        self.streams: dict[str, BatchStream] = {}
 
     def _batch_loader(self) -> Callable[..., Iterable[Any]]:
         """``dataset.loader``, or the dataset's device-resident loader (``device_batches``; default: on CUDA
@@ -240,6 +258,9 @@ class Trainer:
 
         result = probe_grad_modes(self, EXACT_MODES)
         self.grad_mode_chosen, self.probe_times = result.chosen, dict(result.times)
+        self.probe_rejected = dict(result.rejected)
+        for reason in self.probe_rejected.values():
+            warnings.warn(f"grad_mode auto rejected {reason}; using '{result.chosen}'", GradModeWarning, 2)
         return result.seconds
 
     @property
@@ -275,6 +296,8 @@ class Trainer:
             "records": [dict(r) for r in self.records],
             "grad_mode_chosen": self.grad_mode_chosen,
             "probe_times": dict(self.probe_times),
+            "probe_rejected": dict(self.probe_rejected),
+            "streams": {split: stream.state_dict() for split, stream in self.streams.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -296,9 +319,13 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.records = [dict(r) for r in state["records"]]
+        self.streams = {}
+        for split, position in (state.get("streams") or {}).items():
+            self._stream(split).load_state_dict(position)
         if self.config.grad_mode == AUTO_MODE and state.get("grad_mode_chosen") is not None:
             self.grad_mode_chosen = str(state["grad_mode_chosen"])  # a resumed trial keeps its choice
             self.probe_times = dict(state.get("probe_times") or {})
+            self.probe_rejected = dict(state.get("probe_rejected") or {})
 
     # -- training ----------------------------------------------------------------------------------
     def steps_per_epoch(self) -> int:
@@ -307,6 +334,34 @@ class Trainer:
 
     def current_lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
+
+    def _stream(self, split: str) -> BatchStream:
+        if split not in self.streams:
+            self.dataset.split_size(split)  # an unknown split fails here, not mid-stream
+            self.streams[split] = BatchStream(self.loader, split, self.config.batch_size, self.config.seed)
+        return self.streams[split]
+
+    def validation_batch(self, split: str = "val") -> tuple[Any, Any]:
+        """The next batch (on the device) of ``split``'s cycling, seeded stream (:class:`BatchStream`)."""
+        inputs, targets = self._stream(split).next()
+        return self.dataset.to_device(inputs, self.device), self.dataset.to_device(targets, self.device)
+
+    def compute_losses(self, inputs: Any, targets: Any) -> torch.Tensor:
+        """Forward and per-task losses [T] with the model as it is now (grad mode: the caller's)."""
+        return self.dataset.losses(self.model(inputs), targets)
+
+    def step_probe(self, ctx: StepContext, inputs: Any, targets: Any) -> StepProbe:
+        """The :class:`StepProbe` handed to the method's step hooks (DESIGN §8)."""
+        return StepProbe(
+            ctx=ctx,
+            inputs=inputs,
+            targets=targets,
+            losses=None,
+            model=self.model,
+            optimizer=self.optimizer,
+            compute_losses=self.compute_losses,
+            validation_batch=self.validation_batch if self.method.needs_validation_batch else None,
+        )
 
     def train_step(
         self,
@@ -319,15 +374,9 @@ class Trainer:
     ) -> tuple[torch.Tensor, StepStats]:
         """One optimisation step on a batch already on the device (DESIGN §2): forward, the task losses, the
         method's backward with ``grad_mode``, the optimiser step. Returns the losses [T] and the step stats;
-        ``global_step`` is the caller's to advance."""
+        ``global_step`` is the caller's to advance. A method with step hooks (:mod:`mtl.step_hooks`) gets
+        ``before_step`` after ``zero_grad`` and ``after_step`` after the optimiser step."""
         self.optimizer.zero_grad(set_to_none=True)
-        split_rep = grad_mode == "rep" or (grad_mode == "exact_vmap" and self.model.has_shared_representation)
-        if split_rep:  # forward == decode(encode(x)); the gradient engine needs z
-            rep = self.model.encode(inputs)
-            preds = self.model.decode(rep)
-        else:
-            rep, preds = None, self.model(inputs)
-        losses = self.dataset.losses(preds, targets)
         ctx = StepContext(
             epoch=self.epoch,
             step=self.global_step + 1,
@@ -335,6 +384,16 @@ class Trainer:
             steps_per_epoch=steps_per_epoch,
             lr_ratio=self.initial_lr / self.current_lr(),
         )
+        probe = self.step_probe(ctx, inputs, targets) if self.method.has_step_hooks else None
+        if probe is not None:
+            self.method.before_step(probe)
+        split_rep = grad_mode == "rep" or (grad_mode == "exact_vmap" and self.model.has_shared_representation)
+        if split_rep:  # forward == decode(encode(x)); the gradient engine needs z
+            rep = self.model.encode(inputs)
+            preds = self.model.decode(rep)
+        else:
+            rep, preds = None, self.model(inputs)
+        losses = self.dataset.losses(preds, targets)
         stats = backward(
             self.method,
             losses,
@@ -347,7 +406,27 @@ class Trainer:
             diagnostics=diagnostics,
         )
         self.optimizer.step()
+        if probe is not None:
+            probe.losses = losses.detach()
+            self.method.after_step(probe)
         return losses, stats
+
+    def _first_step(
+        self, inputs: Any, targets: Any, steps: int, grad_mode: str, diagnostics: bool
+    ) -> tuple[torch.Tensor, StepStats]:
+        """An epoch's first step: a batched mode (``exact_vmap``) that fails on an operator vmap cannot batch
+        raises :class:`~mtl.grad_probe.GradModeError` naming it (at trial start, not as an opaque error)."""
+        try:
+            return self.train_step(inputs, targets, 0, steps, grad_mode, diagnostics=diagnostics)
+        except (RuntimeError, NotImplementedError) as exc:
+            if grad_mode != "exact_vmap":
+                raise
+            from mtl.grad_probe import GradModeError, mode_failure
+
+            raise GradModeError(
+                f"grad_mode {mode_failure(grad_mode, exc)} on this model and device "
+                f"({self.config.architecture} on {self.device.type}); use grad_mode 'exact' or 'auto'"
+            ) from exc
 
     def train_epoch(self, progress: bool = False) -> dict[str, Any]:
         cfg, T = self.config, len(self.task_names)
@@ -376,14 +455,11 @@ class Trainer:
                 self.dataset.to_device(inputs, self.device),
                 self.dataset.to_device(targets, self.device),
             )
-            losses, stats = self.train_step(
-                inputs,
-                targets,
-                i,
-                steps,
-                grad_mode,
-                diagnostics=cfg.grad_diagnostics and i == 0 and not self.method.needs_task_gradients,
-            )
+            diagnostics = cfg.grad_diagnostics and i == 0 and not self.method.needs_task_gradients
+            if i == 0:  # a mode that cannot run on this model and device fails here, naming the operator
+                losses, stats = self._first_step(inputs, targets, steps, grad_mode, diagnostics)
+            else:
+                losses, stats = self.train_step(inputs, targets, i, steps, grad_mode, diagnostics=diagnostics)
             self.global_step += 1
             done += 1
             time_diag += stats.time_diag
@@ -425,6 +501,7 @@ class Trainer:
         record["time_probe"] = time_probe
         for mode in EXACT_MODES:
             record[f"probe_time/{mode}"] = float(self.probe_times.get(mode, float("nan")))
+        record["grad_mode_rejected"] = "; ".join(self.probe_rejected[m] for m in sorted(self.probe_rejected))
         t0 = time.perf_counter()
         record.update(self.train_epoch(progress=progress))
         if self.device.type == "cuda":

@@ -1,10 +1,11 @@
 """``study`` command line.
 
-study run search_spaces/quickstart.yaml [--storage DIR|URI] [--name NAME]
-study resume NAME_OR_PATH [--storage DIR|URI] [--retry-errored]
+study run search_spaces/quickstart.yaml [--storage DIR|URI] [--name NAME] [--address auto|HOST:PORT|ray://...]
+study resume NAME_OR_PATH [--storage DIR|URI] [--retry-errored] [--address ...]
 study status NAME_OR_PATH [--storage DIR|URI]
 study ls [--storage DIR|URI]
 study compact NAME_OR_PATH [--storage DIR|URI]   # one epoch file per ended trial (idempotent)
+study repair NAME_OR_PATH [--storage DIR|URI]    # set aside unreadable files, rebuild lost trial rows
 study check FILE...            # validate study files without running anything
 """
 
@@ -18,6 +19,10 @@ from typing import Any
 from mtl.errors import run_command
 
 DEFAULT_STORAGE = "results"
+ADDRESS_HELP = (
+    "join this Ray cluster instead of the file's ray.address: 'auto' (the cluster this machine belongs to, "
+    "e.g. in a Slurm job or a KubeRay pod), 'host:port' or 'ray://host:10001'"
+)
 
 
 def _reference_of(study: Any, dataset: str) -> str | None:
@@ -54,7 +59,7 @@ def reference_lines(study: Any, datasets: list[str]) -> list[str]:
 
 
 def _print_report(report, printer=print, study=None) -> int:
-    from study.runner import describe_best, load_trials
+    from study.runner import budget_lines, describe_best, load_trials
 
     trials = load_trials(report.location)
     printer("")
@@ -75,20 +80,45 @@ def _print_report(report, printer=print, study=None) -> int:
     printer("Parquet results (pandas.read_parquet / study.results.read_epochs):")
     printer(f"  epochs: {report.epochs_path}")
     printer(f"  trials: {report.trials_path}")
+    for line in budget_lines(trials):
+        printer(line)
     best = describe_best(trials)
     for line in best or ["no trial produced a finite validation Δp"]:
         printer(line)
     if best:
         for line in reference_lines(study, sorted(trials["dataset"].unique())):
             printer(line)
-    return 130 if report.interrupted else 0
+    if report.interrupted:
+        return 130
+    if not trials.empty and bool((trials["status"] == "failed").all()):
+        printer(f"every trial failed ({len(trials)}); their errors: study status {report.location}")
+        return 1  # a study none of whose trials trained is not a success
+    return 0
+
+
+def _with_address(study: Any, address: str | None) -> Any:
+    """``study`` joining the Ray cluster at ``address`` (``--address``: e.g. ``auto`` in a Slurm job or a
+    KubeRay pod, whatever the file says), validated as the file's ``ray.address`` is."""
+    if address is None:
+        return study
+    from pydantic import ValidationError
+
+    from study.schema import RaySettings, StudyError
+
+    try:
+        ray = RaySettings.model_validate({**study.ray.model_dump(), "address": address})
+    except ValidationError as exc:
+        raise StudyError(
+            "--address", [e["msg"].removeprefix("Value error, ") for e in exc.errors()]
+        ) from None
+    return study.model_copy(update={"ray": ray})
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from study.runner import run_study
     from study.schema import load_study
 
-    study = load_study(args.file, name=args.name, storage=args.storage)
+    study = _with_address(load_study(args.file, name=args.name, storage=args.storage), args.address)
     print(
         f"study '{study.name}': {len(study.groups())} (dataset, method) groups, seeds {study.seeds}, "
         f"results in {study.storage}/{study.name}",
@@ -101,6 +131,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from study.runner import find_study, run_study
 
     study, location = find_study(args.study, args.storage)
+    study = _with_address(study, args.address)
     print(f"resuming study '{study.name}' at {location}", flush=True)
     return _print_report(run_study(study, resume=True, retry_errored=args.retry_errored), study=study)
 
@@ -108,22 +139,38 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from study.runner import describe_best, find_study, load_trials, status_table, tune_statuses
+    from study.runner import (
+        budget_lines,
+        describe_best,
+        find_study,
+        load_trials,
+        status_table,
+        tune_statuses,
+    )
 
     # read-only: the saved study as written (validated then), without building methods (no torch)
     study, location = find_study(args.study, args.storage, check_registry=False)
     trials = load_trials(location)
     print(f"study '{study.name}' at {location}")
+    tune = getattr(study, "tune", None)
+    samples = tune.num_samples if tune is not None else study.search.samples
+    fair = "" if tune is None else ", tune: equal budget" + (", paper default first" if tune.defaults else "")
     print(
         f"  {len(study.groups())} groups x seeds {study.seeds}; search {study.search.algorithm} "
-        f"({study.search.samples} samples/group), scheduler {study.scheduler.type}, "
-        f"{study.train.epochs} epochs"
+        f"({samples} samples/group{fair}), "
+        f"scheduler {study.scheduler.type}, {study.train.epochs} epochs"
     )
+    from study.repair import health
+
+    for line in health(location):  # rows lost or orphaned: said, with what to do
+        print(f"  warning: {line}")
     if trials.empty:
         print("  no trial has written results yet")
     else:
         with pd.option_context("display.width", 160, "display.max_columns", 20):
             print(_rounded(status_table(trials)).to_string())
+        for line in budget_lines(trials):
+            print(line)
     print("Ray Tune state:")
     for label, counts in tune_statuses(study).items():
         text = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) if counts else "not started"
@@ -197,6 +244,20 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_repair(args: argparse.Namespace) -> int:
+    from study.repair import health, repair_study
+    from study.runner import find_study
+
+    study, location = find_study(args.study, args.storage, check_registry=False)
+    for line in repair_study(location, max_epochs=study.train.epochs).lines():
+        print(line)
+    left = health(location)
+    for line in left:
+        print(f"still: {line}")
+    print("the results read again; `study resume` continues the study" if not left else "")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from study.schema import StudyError, load_study
 
@@ -221,11 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file")
     run.add_argument("--storage", default=None, help="override the file's storage (folder or pyarrow URI)")
     run.add_argument("--name", default=None, help="override the study name (default: the file's)")
+    run.add_argument("--address", default=None, help=ADDRESS_HELP)
     run.set_defaults(func=cmd_run)
     for name, func, help_text in (
         ("resume", cmd_resume, "continue an interrupted study where it stopped"),
         ("status", cmd_status, "summarise a study's trials from its Parquet results and Tune state"),
         ("compact", cmd_compact, "fold each ended trial's epoch rows into one file (skips running trials)"),
+        ("repair", cmd_repair, "set aside unreadable result files, rebuild lost trial rows from epoch rows"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("study", help="the study's name (under --storage) or the path/URI of its folder")
@@ -236,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--retry-errored", action="store_true", help="also retry trials that failed for good"
             )
+            p.add_argument("--address", default=None, help=ADDRESS_HELP)
         p.set_defaults(func=func)
     ls = sub.add_parser("ls", help="list the studies under a storage location")
     ls.add_argument("--storage", default=DEFAULT_STORAGE)

@@ -83,6 +83,29 @@ def alive_nodes() -> list[dict[str, float]]:
     return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive")]
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterError` unless something accepts a TCP connection at ``address``
+    (``host:port`` or ``ray://host:port``) within ``timeout`` seconds; ``auto`` and ``local`` pass (Ray finds
+    the cluster of this machine itself, and says so at once when there is none)."""
+    import socket
+
+    if address is None or address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except (OSError, ValueError) as exc:
+        raise ClusterError(
+            f"ray.address {address!r}: nothing answers there ({exc.__class__.__name__}: {exc}) within "
+            f"{timeout:.0f} s; is the Ray head running (`ray start --head`)? For the cluster of this machine "
+            "use address: auto"
+        ) from None
+
+
 def init_ray(settings: RaySettings, resources: Resources) -> bool:
     """Start or join Ray as configured; returns True if this call started it (the caller shuts it down).
 
@@ -115,6 +138,7 @@ def init_ray(settings: RaySettings, resources: Resources) -> bool:
             )
             where = "the local Ray"
         else:
+            check_reachable(settings.address)  # Ray would retry for minutes against a silent address
             ray.init(address=settings.address, **common)
             where = f"the Ray cluster at {settings.address}"
         started = True

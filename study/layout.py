@@ -18,6 +18,9 @@ STUDY_FILE = "study.yaml"
 EXPERIMENT = "study"
 GROUP_KEY = "group"
 """The key of each Tune trial's config naming its (dataset, method) group (:mod:`study.searcher`)."""
+DEFAULT_KEY = "paper_default"
+"""The key of a Tune trial's config that is true for a group's paper-default configuration (``tune.defaults``:
+nothing from the search space set; :mod:`study.searcher`)."""
 
 
 def tune_root(study: Study) -> str:

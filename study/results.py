@@ -55,6 +55,10 @@ seed                        int64     training seed
 hp/<name>                   typed     one column per searched hyperparameter of the *whole study*
                                       (null where a method does not search it), so files of one
                                       dataset partition share one schema
+config_id                   string    a short stable hash of the trial's searched hyperparameters
+                                      (:func:`config_id`): equal for the seeds of one configuration
+paper_default               bool      the group's paper-default configuration (``tune.defaults``:
+                                      nothing searched set)
 epoch                       int64     0-based epoch (``mtl.train`` record)
 status                      string    ``ok``, or ``nonfinite`` for the epoch that made the trial fail
 host, device, node_id       string    where the epoch ran (device e.g. ``cpu``, ``cuda:0``)
@@ -89,6 +93,9 @@ val_delta_m,
 test/<task>/<metric>,
 val/<task>/<metric>
 time_total                  float64   summed ``time_epoch`` over all epochs (training + evaluation)
+cpus, gpus                  float64   the trial's resources (``resources.cpus_per_trial`` /
+                                      ``gpus_per_trial``; fractional GPUs allowed): device-hours are
+                                      ``wall_time`` x gpus, or x cpus when gpus is 0
 wall_time                   float64   seconds from the trial's first start to this row, restarts included
 restarts                    int64     how often the trial was restored from a checkpoint
 host, device, node_id       string    where it (last) ran (``node_id``: Ray's node id)
@@ -100,12 +107,17 @@ train_config                string    the full ``mtl`` TrainConfig as JSON
 
 Schema versions: 1 — before canonical identity (no ``balancer``/``aggregator``/``higher_is_better/*``, no
 ``ended_at``, no compaction); 2 — this layout. Readers of version 2 read version 1 studies unchanged
-(missing columns are null; :mod:`analysis.load` fills what it can).
+(missing columns are null; :mod:`analysis.load` fills what it can). ``config_id``, ``paper_default``,
+``cpus`` and ``gpus`` were added to version 2 later (fair comparisons, issue 22; additive, so the version
+number stays): :func:`read_epochs`/:func:`read_trials` give rows written before them ``paper_default``
+false and a ``config_id`` derived from their ``hp/`` columns as read (equal for the seeds of one
+configuration); ``cpus``/``gpus`` stay null (unknown).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -123,6 +135,8 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from mtl.errors import MTLError
+
 SCHEMA_VERSION = 2
 EPOCHS_DIR = "epochs"
 TRIALS_DIR = "trials"
@@ -135,7 +149,9 @@ EPOCH_KEY = ("dataset", "method", "trial_id", "epoch")
 EPOCH_STATUSES = ("ok", "nonfinite")
 TRIAL_STATUSES = ("running", "completed", "stopped", "failed")
 ENDED_STATUSES = ("completed", "stopped", "failed")
-IDENTITY_COLUMNS = ("balancer", "aggregator")
+IDENTITY_COLUMNS = ("balancer", "aggregator", "config_id", "paper_default", "cpus", "gpus")
+CONFIG_ID = "config_id"
+PAPER_DEFAULT = "paper_default"
 READ_ATTEMPTS = 5  # scans restarted when files vanish under them (a compaction running meanwhile)
 HP_TYPES: dict[str, pa.DataType] = {
     "float": pa.float64(),
@@ -215,6 +231,10 @@ class TrialInfo:
     balancer: str | None = None
     aggregator: str | None = None
     directions: Mapping[str, bool] = field(default_factory=dict)
+    config_id: str | None = None  # None: derived from hparams (:func:`config_id`)
+    paper_default: bool | None = None  # None: false
+    cpus: float | None = None  # the trial's resources (trials/ rows only)
+    gpus: float | None = None
 
     def __post_init__(self) -> None:
         for key in ("study", "dataset", "method", "trial_id"):
@@ -255,7 +275,29 @@ class TrialInfo:
             row.get("balancer"),
             row.get("aggregator"),
             directions,
+            config_id=row.get(CONFIG_ID),
+            paper_default=row.get(PAPER_DEFAULT),
+            cpus=row.get("cpus"),
+            gpus=row.get("gpus"),
         )
+
+    @property
+    def resolved_config_id(self) -> str:
+        return self.config_id or config_id(self.hparams, self.hp_types)
+
+
+def config_id(hparams: Mapping[str, Any], hp_types: Mapping[str, str] | None = None) -> str:
+    """A short stable id of a configuration: the first 10 hex digits of the SHA-1 of its searched
+    hyperparameters as JSON (sorted names; values as their ``hp/`` columns store them when ``hp_types`` is
+    given, so an id derived from rows read back equals the one written). The seed is not part of it."""
+    types = hp_types or {}
+    values = {
+        k: (_coerce_hp(v, types[k]) if k in types else v)
+        for k, v in sorted(hparams.items())
+        if v is not None and not (isinstance(v, float) and math.isnan(v))
+    }
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
 def infer_hp_type(values: Iterable[Any]) -> str:
@@ -297,6 +339,10 @@ def _identity_columns(info: TrialInfo) -> list[tuple[str, pa.DataType, Any]]:
         kind = info.hp_types[name]
         cols.append((HP_PREFIX + name, HP_TYPES[kind], _coerce_hp(info.hparams.get(name), kind)))
     cols += [("balancer", pa.string(), info.balancer), ("aggregator", pa.string(), info.aggregator)]
+    cols += [
+        (CONFIG_ID, pa.string(), info.resolved_config_id),
+        (PAPER_DEFAULT, pa.bool_(), bool(info.paper_default)),
+    ]
     for key in sorted(info.directions):
         cols.append((DIRECTION_PREFIX + key, pa.bool_(), bool(info.directions[key])))
     return cols
@@ -477,6 +523,8 @@ class ResultsWriter:
             ("best_val_delta_p", pa.float64(), _opt_float(summary.pop("best_val_delta_p", None))),
             ("time_total", pa.float64(), float(summary.pop("time_total", 0.0) or 0.0)),
             ("wall_time", pa.float64(), None if wall_time is None else float(wall_time)),
+            ("cpus", pa.float64(), _opt_float(info.cpus)),
+            ("gpus", pa.float64(), _opt_float(info.gpus)),
             ("restarts", pa.int64(), int(restarts)),
             ("host", pa.string(), host),
             ("device", pa.string(), device),
@@ -757,20 +805,79 @@ def _one_row_per_epoch(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+class CorruptResultsError(MTLError, ValueError):
+    """A study's Parquet results hold files that cannot be read; the message names them and what to do."""
+
+    def __init__(self, location: str, table: str, bad: Mapping[str, str]) -> None:
+        self.files = dict(bad)
+        listed = "; ".join(f"{f}: {reason}" for f, reason in sorted(bad.items())[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        super().__init__(
+            f"{len(bad)} unreadable Parquet file(s) in {location}/{table}/: {listed}{more}. The other rows "
+            f"are intact: `study repair {location}` moves the unreadable files to "
+            f"{location}/{QUARANTINE_DIR}/ and rebuilds what the remaining rows allow (then `study resume` "
+            "reruns what was lost)"
+        )
+
+
+QUARANTINE_DIR = "quarantine"
+
+
+def unreadable_files(fs: pafs.FileSystem, path: str) -> dict[str, str]:
+    """Every ``.parquet`` file under ``path`` that cannot be opened as Parquet, with the reason."""
+    bad: dict[str, str] = {}
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    for info in infos:
+        if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+            continue
+        try:
+            with fs.open_input_file(info.path) as f:
+                pq.read_metadata(f)
+        except (OSError, pa.ArrowInvalid) as exc:
+            bad[info.path] = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    return bad
+
+
 def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -> pd.DataFrame:
     fs, path = resolve_storage(location, filesystem)
     if path.rstrip("/").rsplit("/", 1)[-1] != table:
         path = _join(path, table)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         return pd.DataFrame()
-    scanned = _scan_consistent(fs, path)
+    try:
+        scanned = _scan_consistent(fs, path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        bad = unreadable_files(fs, path)
+        if not bad:
+            raise
+        raise CorruptResultsError(location.rstrip("/").removesuffix(f"/{table}"), table, bad) from exc
     if scanned is None:
         return pd.DataFrame()
-    frame = _one_row_per_epoch(scanned.to_pandas())
+    frame = _fill_fair_columns(_one_row_per_epoch(scanned.to_pandas()))
     order = ["study", "trial_id", *PARTITIONS]
     sort = [c for c in ("dataset", "method", "trial_id", "epoch") if c in frame.columns]
     frame = frame[[c for c in order if c in frame.columns] + [c for c in frame.columns if c not in order]]
     return frame.sort_values(sort, kind="stable").reset_index(drop=True) if sort else frame
+
+
+def _fill_fair_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows written before ``paper_default``/``config_id`` existed: false, and derived from ``hp/``."""
+    if frame.empty:
+        return frame
+    flags = frame[PAPER_DEFAULT] if PAPER_DEFAULT in frame.columns else pd.Series(False, index=frame.index)
+    frame[PAPER_DEFAULT] = flags.astype("boolean").fillna(False).astype(bool)
+    ids = frame[CONFIG_ID] if CONFIG_ID in frame.columns else pd.Series(None, index=frame.index, dtype=object)
+    missing = ids.isna()
+    if missing.any():
+        hp = [c for c in frame.columns if c.startswith(HP_PREFIX)]
+        derived = frame.loc[missing, hp].apply(
+            lambda row: config_id({c.removeprefix(HP_PREFIX): v for c, v in row.items() if not pd.isna(v)}),
+            axis=1,
+        )
+        ids = ids.astype(object)
+        ids[missing] = derived if len(hp) else config_id({})
+    frame[CONFIG_ID] = ids.astype(str)
+    return frame
 
 
 def read_epochs(location: str, filesystem: pafs.FileSystem | None = None) -> pd.DataFrame:

@@ -106,6 +106,49 @@ def find_study(
     )
 
 
+ORIGIN_FILE = "origin.txt"
+"""The study folder's location when it started (Ray Tune's saved state records it): a resume elsewhere (a
+moved or copied folder) is refused instead of writing into the original."""
+
+
+def _check_writable(location: str) -> None:
+    """Make the study's folder and write (then remove) a probe file in it, or raise :class:`StudyStateError`
+    saying why: a read-only folder or a storage that refuses writes fails before Ray starts."""
+    fs, path = resolve_storage(location)
+    probe = f"{path.rstrip('/')}/.write_probe"
+    try:
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except OSError as exc:
+        raise StudyStateError(f"storage: cannot write the study's folder {location}: {exc}") from None
+
+
+def _tune_state_exists(study: Study) -> bool:
+    fs, path = resolve_storage(experiment_path(study))
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def _finished_groups(
+    study: Study, location: str, searcher: Any, retry_errored: bool
+) -> dict[str, dict[str, int]] | None:
+    """Per group, its trials by status, when every group has run all its trials and every one has ended
+    (failed ones too, unless they are to be retried); else None."""
+    trials = read_trials(location)
+    if trials.empty or not {"dataset", "method", "status"} <= set(trials.columns):
+        return None
+    ended = ("completed", "stopped") if retry_errored else ("completed", "stopped", "failed")
+    out: dict[str, dict[str, int]] = {}
+    for group in study.groups():
+        rows = trials[(trials["dataset"] == group.dataset) & (trials["method"] == group.method)]
+        total = searcher.groups[group.name].total
+        if len(rows) < total or not rows["status"].isin(ended).all():
+            return None
+        out[group.label] = {"trials": len(rows), **rows["status"].value_counts().to_dict()}
+    return out
+
+
 def _never_started(study: Study, location: str) -> bool:
     """True when the study's folder holds no trial results and no Tune state (a start that failed)."""
     if not read_trials(location).empty:
@@ -154,11 +197,38 @@ def run_study(
         )
     searcher = make_searcher(study)  # the search settings are checked before anything starts
     report = RunReport(study.name, location, 0.0)
+    if resume:
+        origin = _read_text(f"{location}/{ORIGIN_FILE}")
+        finished = _finished_groups(study, location, searcher, retry_errored)
+        if finished is not None:  # nothing to run: Tune's state is not needed (and may be gone)
+            printer(f"study '{study.name}' is finished: every trial of every group has ended ({location})")
+            from study.repair import health
+
+            for line in health(location):  # finished, but rows were lost: said, not hidden
+                printer(f"warning: {line}")
+            report.groups = finished
+            report.wall_time = time.perf_counter() - t0
+            return report
+        if origin is not None and origin.strip() != location:
+            raise StudyStateError(
+                f"the study folder {location} was started at {origin.strip()} (it was moved or copied): Ray "
+                f"Tune's saved state points there, so resuming it here would write into {origin.strip()}. "
+                "Resume it where it was started, or move it back; its results here read as they are "
+                "(study status, analysis)"
+            )
+        if not _tune_state_exists(study) and not read_trials(location).empty:
+            raise StudyStateError(
+                f"study '{study.name}' at {location} has trial results but no Ray Tune state "
+                f"({experiment_path(study)} was deleted), so its searches cannot continue; its results are "
+                "left as they are. Restore tune/ from a copy, or run the study again under another name "
+                "(--name)"
+            )
     if not study.ray.local and "://" not in study.storage:
         printer(
             f"note: storage {location!r} is a local path and trials run on cluster nodes: every node "
             "must see it at that path (a shared filesystem); otherwise use a URI such as s3://bucket/prefix"
         )
+    _check_writable(location)  # before Ray starts: a read-only or unreachable storage fails here
     t_ray = time.perf_counter()
     with deferred_interrupt() as interrupt:
         started = init_ray(study.ray, study.resources)
@@ -170,6 +240,7 @@ def run_study(
 
         if not resume or saved is None:
             _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())  # the study can start: keep it
+            _write_text(f"{location}/{ORIGIN_FILE}", location)  # where Tune's state says it lives
         path = experiment_path(study)
         if tune.Tuner.can_restore(path):
             printer(f"== resuming {path}: {len(study.groups())} groups")
@@ -248,6 +319,35 @@ def describe_best(trials: pd.DataFrame) -> list[str]:
     return lines
 
 
+def device_hours(trials: pd.DataFrame) -> tuple[float, str]:
+    """Device-hours the trials used, with their unit: Σ ``wall_time`` x ``gpus`` in GPU-h when the trials
+    held GPUs, else Σ ``wall_time`` x ``cpus`` in CPU-core-h (resources unknown, as in rows written before
+    they were recorded: one CPU)."""
+    wall = trials["wall_time"].fillna(0.0).astype(float) if "wall_time" in trials else pd.Series(dtype=float)
+    gpus = trials["gpus"].fillna(0.0).astype(float) if "gpus" in trials else pd.Series(0.0, index=wall.index)
+    cpus = trials["cpus"].fillna(1.0).astype(float) if "cpus" in trials else pd.Series(1.0, index=wall.index)
+    if (gpus > 0).any():
+        return float((wall * gpus).sum()) / 3600.0, "GPU-h"
+    return float((wall * cpus).sum()) / 3600.0, "CPU-core-h"
+
+
+def budget_lines(trials: pd.DataFrame) -> list[str]:
+    """Per (dataset, method): configurations run (distinct ``config_id``, the paper default marked), trials,
+    and device-hours used (:func:`device_hours`): the equal budget of a fair comparison, as spent."""
+    if trials.empty or "config_id" not in trials:
+        return []
+    lines = ["budget per group (configurations x seeds run, device-hours used):"]
+    for (dataset, method), rows in trials.groupby(["dataset", "method"], sort=True):
+        configs = rows["config_id"].nunique()
+        default = bool(rows["paper_default"].any()) if "paper_default" in rows else False
+        hours, unit = device_hours(rows)
+        lines.append(
+            f"  {dataset}/{method}: {configs} configurations{' (1 paper default)' if default else ''}, "
+            f"{len(rows)} trials, {hours:.3g} {unit}"
+        )
+    return lines
+
+
 def status_table(trials: pd.DataFrame) -> pd.DataFrame:
     """Trial counts per (dataset, method, status) with the best validation Δp of each group."""
     if trials.empty:
@@ -296,6 +396,8 @@ def load_trials(location: str) -> pd.DataFrame:
 def list_studies(storage: str) -> list[dict[str, Any]]:
     """Every study folder under ``storage`` with its trial counts by status."""
     fs, base = resolve_storage(storage)
+    if fs.get_file_info(base).type == pafs.FileType.File:
+        raise StudyStateError(f"--storage {storage!r} is a file, not a folder of studies")
     rows = []
     for info in sorted(
         fs.get_file_info(pafs.FileSelector(base, allow_not_found=True)), key=lambda f: f.base_name
@@ -324,7 +426,9 @@ __all__ = [
     "StudyError",
     "StudyStateError",
     "best_trials",
+    "budget_lines",
     "describe_best",
+    "device_hours",
     "find_study",
     "list_studies",
     "run_study",

@@ -4,6 +4,11 @@ Every callback is routed by the trial's group (its config key :data:`study.searc
 group's ASHA compares only that group's trials: a method is stopped early only for being worse than trials of
 the same dataset and method, never because another method's Δp scale differs. Which pending trial runs next
 is first come, first served across the whole study (Tune's FIFO rule), so the groups share one pool.
+
+Each group's ASHA is :class:`study.asha.ConfigASHA`: it promotes or stops the seeds of one configuration
+together, on their mean. Tune saves the searcher but not the scheduler, so :class:`study.searcher.
+StudySearcher` saves this scheduler's :meth:`StudyScheduler.state_dict` with its own (a resumed study takes
+the same decisions).
 """
 
 from __future__ import annotations
@@ -66,6 +71,20 @@ class StudyScheduler(TrialScheduler):
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         return self._order.choose_trial_to_run(tune_controller)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of every group scheduler that has one (ASHA's rungs; FIFO has none)."""
+        return {
+            name: s.state_dict()
+            for name, s in self.schedulers.items()
+            if callable(getattr(s, "state_dict", None))
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name, group_state in state.items():
+            scheduler = self.of(name)
+            if callable(getattr(scheduler, "load_state_dict", None)):
+                scheduler.load_state_dict(group_state)
 
     def debug_string(self) -> str:
         return "\n".join(f"{name}: {s.debug_string()}" for name, s in sorted(self.schedulers.items()))

@@ -22,6 +22,26 @@ values. A minimal study::
     max_failures: 2                  # retries of a crashed trial (it resumes from its last epoch)
     loggers: [tensorboard, mlflow]   # optional: Ray Tune's logger callbacks (study.loggers)
 
+A fair comparison (issue 22) gives every (dataset, method) group the same budget with a ``tune:`` block
+instead of ``space:`` and ``search.num_samples``::
+
+    tune:
+      space:                         # common space, merged with each method's own (a key in both: error)
+        lr: {loguniform: [1.0e-4, 3.0e-3]}
+        weight_decay: {loguniform: [1.0e-6, 1.0e-3]}
+        scheduler_kwargs.patience: {int: [2, 10]}   # an argument of the LR scheduler in use
+      num_samples: 8                 # configurations per group (x seeds), the equal budget
+      defaults: true                 # configuration 1 of each group: the method's paper defaults
+      allow_unequal: false           # a finite space with fewer configurations than num_samples: error
+
+``defaults: true`` makes each group's first configuration its paper default: nothing searched is set (the
+method's keyword defaults, ``mtl.methods.method_parameters``; the dataset's paper training settings; fixed
+``kwargs``/``train`` still apply, they define the method and the study); it counts in ``num_samples``.
+Every trial row carries ``paper_default`` and ``config_id`` (:mod:`study.results`). A group whose space
+has fewer configurations than ``num_samples`` (``choice``/``int`` only, plus the default) makes the budgets
+unequal: an error, unless ``allow_unequal: true`` (that group then runs all it has). ``grid`` values (which
+multiply configurations), ``search.algorithm: grid`` and ``search.num_samples`` do not go with ``tune``.
+
 Every (dataset, method) group shares one Ray Tune experiment and one pool of trial slots
 (``resources.max_concurrent_trials`` for the study, ``max_concurrent_per_group`` per group); each group
 keeps its own search (:mod:`study.searcher`) and its own ASHA brackets (:mod:`study.scheduler`), so the
@@ -37,6 +57,7 @@ import dataclasses
 import functools
 import math
 import operator
+import os
 import re
 import types
 import typing
@@ -71,7 +92,10 @@ DEFAULT_WORKER_ENV = {
     "MALLOC_MMAP_THRESHOLD_": "1000000000",
 }
 Scalar = bool | int | float | str
-MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32 - 1]
+MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32 - 1]; trial seeds alike
+STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+"""The filesystem URI schemes pyarrow reads and writes (a local folder needs none)."""
+MAX_SEEDS = 1000  # seeds per study: each is a full repetition of every configuration
 
 
 def _not_bool(value: Any) -> Any:
@@ -286,6 +310,17 @@ class SchedulerSettings(Strict):
     max_t: Int | None = Field(default=None, ge=1)
 
 
+class TuneSettings(Strict):
+    """A fair comparison: one common space and one budget for every (dataset, method) group (module
+    docstring). ``num_samples`` counts configurations per group (each run once per seed), the paper
+    default included when ``defaults`` is true."""
+
+    space: Space = Field(default_factory=dict)
+    num_samples: Int = Field(ge=1)
+    defaults: bool = False
+    allow_unequal: bool = False
+
+
 class Resources(Strict):
     """Per-trial resources (fractional GPUs allowed) and how many trials run at once."""
 
@@ -323,6 +358,19 @@ class RaySettings(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _object_store_fits(self) -> RaySettings:
+        """A local Ray's object store must fit in this machine's memory (Ray would fail after starting)."""
+        size = self.object_store_memory
+        if size is not None and self.local:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+            if size > total:
+                raise ValueError(
+                    f"object_store_memory {size:,} bytes exceeds this machine's memory "
+                    f"({total / 2**30:.1f} GiB)"
+                )
+        return self
+
     @property
     def local(self) -> bool:
         return self.address in (None, "local")
@@ -337,6 +385,8 @@ class Group:
     method: str
     method_kwargs: dict[str, Any]
     space: Space
+    samples: int | None = None  # configurations of this group (None: search.samples)
+    defaults: bool = False  # its first configuration is the paper default (tune.defaults)
 
     @property
     def name(self) -> str:
@@ -375,8 +425,11 @@ class Study(Strict):
     description: str = ""
     datasets: list[DatasetEntry] = Field(min_length=1)
     methods: list[MethodEntry] = Field(min_length=1)
-    seeds: list[Int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[Int, Field(ge=0, le=MAX_SEED)]] = Field(
+        default_factory=lambda: [0], min_length=1, max_length=MAX_SEEDS
+    )
     space: Space = Field(default_factory=dict)
+    tune: TuneSettings | None = None
     train: TrainSettings
     search: SearchSettings = Field(default_factory=SearchSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
@@ -411,8 +464,12 @@ class Study(Strict):
                 f"train.device: '{device}' needs resources.gpus_per_trial > 0 (Ray hides GPUs otherwise)"
             )
         if device == "cpu" and self.resources.gpus_per_trial > 0:
-            problems.append("resources.gpus_per_trial: > 0 but train.device is 'cpu'; the GPU would sit idle")
+            problems.append(
+                "resources.gpus_per_trial: > 0 but train.device is 'cpu'; the GPU would sit idle: write "
+                "train.device: auto (the trial's GPU where it has one) or cuda, or gpus_per_trial: 0"
+            )
         problems += self._check_storage()
+        problems += self._check_tune()
         problems += self._check_spaces()
         if self.loggers:
             from study.loggers import logger_problems
@@ -432,8 +489,25 @@ class Study(Strict):
         existing file, which would only fail once Ray has started."""
         if not self.storage.strip():
             return ["storage: empty; give a folder (created if missing) or a URI such as s3://bucket/prefix"]
-        if "://" in self.storage and not self.storage.startswith("file://"):
-            return []
+        if "$" in self.storage or self.storage.startswith("~"):
+            return [
+                f"storage: {self.storage!r} holds a shell variable or '~', which is not expanded here (it "
+                f"would create a folder literally named so): write the path itself"
+                + (
+                    f", e.g. {os.path.expanduser(os.path.expandvars(self.storage))!r}"
+                    if "$" not in os.path.expanduser(os.path.expandvars(self.storage))
+                    else ""
+                )
+            ]
+        if "://" in self.storage:
+            scheme = self.storage.split("://", 1)[0].lower()
+            if scheme not in STORAGE_SCHEMES:
+                return [
+                    f"storage: unknown filesystem scheme '{scheme}://'; valid: a folder, or a URI of "
+                    f"{', '.join(s + '://' for s in STORAGE_SCHEMES)}"
+                ]
+            if scheme != "file":
+                return []
         from study.results import resolve_storage
 
         _, root = resolve_storage(self.storage)
@@ -442,10 +516,81 @@ class Study(Strict):
             if path.exists() and not path.is_dir():
                 where = "" if path == Path(root) else f" (the study's folder is {folder})"
                 return [f"storage: '{path}' is a file, not a folder{where}; give a folder or a URI"]
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+            return [
+                f"storage: '{existing}' is not writable, so the study's folder {folder} cannot be made there"
+            ]
         return []
+
+    def _check_tune(self) -> list[str]:
+        """``tune`` replaces ``space`` and ``search.num_samples``; a name is searched in one place; every
+        group can run ``tune.num_samples`` distinct configurations (or ``allow_unequal``)."""
+        if self.tune is None:
+            return []
+        problems = []
+        if self.space:
+            problems.append(
+                f"space: {sorted(self.space)} given beside tune.space; with tune the common space is "
+                "tune.space (one place, merged with each method's own)"
+            )
+        if self.search.num_samples is not None:
+            problems.append(
+                f"search.num_samples: {self.search.num_samples} given beside tune.num_samples "
+                f"({self.tune.num_samples}); with tune the budget per group is tune.num_samples"
+            )
+        if self.search.algorithm == "grid":
+            problems.append(
+                "search.algorithm: grid runs every combination, a different number per method; with tune use "
+                "optuna or random (tune.num_samples configurations per group)"
+            )
+        for i, m in enumerate(self.methods):
+            for name in sorted(set(m.space) & set(self.tune.space)):
+                problems.append(
+                    f"methods[{i}].space.{name}: also in tune.space; a name is searched in one place "
+                    f"(drop it from tune.space to give '{m.name}' its own range, or from methods[{i}].space)"
+                )
+        for where, _, p in self._spaces():
+            if p.kind == "grid" and (where.startswith("tune.") or where.startswith("methods[")):
+                problems.append(
+                    f"{where}: 'grid' multiplies the configurations of a group; with tune every group runs "
+                    "tune.num_samples configurations: use 'choice'"
+                )
+        if not self.tune.allow_unequal and not problems:
+            for i, m in enumerate(self.methods):
+                available = self.configurations_available(m)
+                if available is not None and available < self.tune.num_samples:
+                    problems.append(
+                        f"tune.num_samples: {self.tune.num_samples} configurations per group, but "
+                        f"methods[{i}] '{m.name}' has only {available} (its space "
+                        f"{sorted(self.group_space(m)) or '{}'}"
+                        + (" plus the paper default" if self.tune.defaults and self.group_space(m) else "")
+                        + "); lower num_samples, widen the space, or set tune.allow_unequal: true"
+                    )
+        return problems
+
+    def configurations_available(self, method: MethodEntry) -> int | None:
+        """How many distinct configurations ``method``'s group can run under ``tune`` (None: unbounded)."""
+        space = self.group_space(method)
+        if not space:
+            return 1
+        size = 1
+        for p in space.values():
+            if p.kind in ("uniform", "loguniform"):
+                return None
+            size *= len(p.values) if p.discrete else int(p.bounds[1]) - int(p.bounds[0]) + 1
+        return size + (1 if self.tune is not None and self.tune.defaults else 0)
+
+    def where_searched(self, i: int, method: MethodEntry, name: str) -> str:
+        """The field path of searched ``name`` in ``methods[i]``'s group (for messages)."""
+        if name in method.space:
+            return f"methods[{i}].space.{name}"
+        return f"tune.space.{name}" if self.tune is not None else f"space.{name}"
 
     def _spaces(self) -> list[tuple[str, str, Param]]:
         out = [(f"space.{name}", name, p) for name, p in self.space.items()]
+        if self.tune is not None:
+            out += [(f"tune.space.{name}", name, p) for name, p in self.tune.space.items()]
         for i, m in enumerate(self.methods):
             out += [(f"methods[{i}].space.{name}", name, p) for name, p in m.space.items()]
         return out
@@ -482,7 +627,7 @@ class Study(Strict):
     def _check_grid_under_optuna(self) -> list[str]:
         """Under Optuna a group's ``grid`` parameters are enumerated only when its whole space is grid (e.g.
         stl over tasks); mixed with sampled ones they have no meaning."""
-        if self.search.algorithm != "optuna":
+        if self.search.algorithm != "optuna" or self.tune is not None:  # tune: no grid at all (_check_tune)
             return []
         problems: dict[str, None] = {}
         for i, m in enumerate(self.methods):
@@ -490,7 +635,7 @@ class Study(Strict):
             grid = [n for n, p in space.items() if p.kind == "grid"]
             if grid and len(grid) != len(space):
                 for n in grid:
-                    where = f"methods[{i}].space.{n}" if n in m.space else f"space.{n}"
+                    where = self.where_searched(i, m, n)
                     problems[
                         f"{where}: 'grid' mixed with sampled parameters under search.algorithm optuna; use "
                         "'choice', or search.algorithm random (grid values enumerated, the rest sampled); a "
@@ -500,13 +645,31 @@ class Study(Strict):
 
     # -- derived ---------------------------------------------------------------------------------------
     def group_space(self, method: MethodEntry) -> Space:
-        """The study-wide space overridden by the method's own."""
-        return {**self.space, **method.space}
+        """The study-wide space (``space``, or ``tune.space``) overridden by the method's own."""
+        common = self.tune.space if self.tune is not None else self.space
+        return {**common, **method.space}
+
+    def group_samples(self, method: MethodEntry) -> int:
+        """Configurations ``method``'s group runs: ``tune.num_samples`` (capped by what its space has, which
+        validation allows only with ``allow_unequal``), else ``search.samples``."""
+        if self.tune is None:
+            return self.search.samples
+        available = self.configurations_available(method)
+        return self.tune.num_samples if available is None else min(self.tune.num_samples, available)
 
     def groups(self) -> list[Group]:
         """(dataset, method) groups in file order: datasets outer, methods inner."""
+        defaults = self.tune is not None and self.tune.defaults
         return [
-            Group(d.name, dict(d.kwargs), m.name, dict(m.kwargs), self.group_space(m))
+            Group(
+                d.name,
+                dict(d.kwargs),
+                m.name,
+                dict(m.kwargs),
+                self.group_space(m),
+                samples=self.group_samples(m),
+                defaults=defaults,
+            )
             for d in self.datasets
             for m in self.methods
         ]
@@ -550,9 +713,15 @@ def load_study(
     check_registry: bool = True,
 ) -> Study:
     """Read and validate a study YAML file. ``name`` defaults to the file name without its extension."""
+    from study.yaml_limits import YAMLLimitError, check_size
+
     path = Path(path)
     try:
+        if path.is_file():
+            check_size(path.stat().st_size)  # a huge file is refused before it is read
         text = path.read_text(encoding="utf-8")
+    except YAMLLimitError as exc:
+        raise StudyError(f"file '{path}'", [str(exc)]) from None
     except OSError as exc:
         raise StudyError(f"file '{path}'", [f"cannot read it: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
@@ -580,6 +749,16 @@ def parse_study(
     check_registry: bool = True,
 ) -> Study:
     """Validate a study given as YAML text."""
+    from study.yaml_limits import YAMLLimitError, check_yaml_limits
+
+    try:
+        check_yaml_limits(text)  # size, nesting, alias expansion, list lengths: before anything is built
+    except YAMLLimitError as exc:
+        raise StudyError(source, [str(exc)]) from None
+    if not text.strip():
+        raise StudyError(
+            source, ["the file is empty: a study needs at least datasets, methods and train.epochs"]
+        )
     try:
         data = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -603,6 +782,7 @@ __all__ = [
     "Param",
     "Study",
     "StudyError",
+    "TuneSettings",
     "load_study",
     "parse_study",
     "validate_study",

@@ -51,7 +51,7 @@ def check_stl_task(study: Study, i: int, m: MethodEntry, space: Space) -> list[s
     if "task" in m.kwargs:
         where, values = f"methods[{i}].kwargs.task", [m.kwargs["task"]]
     elif "task" in space:
-        where = f"methods[{i}].space.task" if "task" in m.space else "space.task"
+        where = study.where_searched(i, m, "task")
         if not space["task"].discrete:
             return [f"{where}: stl's task is a name: use {{grid: [...]}} or {{choice: [...]}}"]
         values = space["task"].values
@@ -90,10 +90,11 @@ def registry_problems(study: Study) -> list[str]:
         probes: list[tuple[str, dict[str, Any]]] = [(f"methods[{i}].kwargs", {})]
         method_args = sorted(method_parameters(m.name))
         for name, p in method_hps.items():
-            where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
+            where = study.where_searched(i, m, name)
             if name in RESERVED_HPARAMS:  # reported by _check_spaces
                 continue
-            if name not in method_args and not name.startswith(("balancer.", "aggregator.")):
+            per_task = "." in name and name.split(".", 1)[0] in method_args  # static's weight.<task>
+            if name not in method_args and not per_task and not name.startswith(("balancer.", "aggregator.")):
                 if not any(x.startswith(f"{where}: unknown hyperparameter") for x in problems):
                     problems.append(f"{where}: {unknown_hparam(study, name, m.name, method_args)}")
                 continue
@@ -105,19 +106,39 @@ def registry_problems(study: Study) -> list[str]:
             kwargs = {**m.kwargs, **override}
             if spec.balancer == "stl":  # its `task` depends on the dataset: check names only
                 kwargs.pop("task", None)
-            try:
-                build_method(m.name, ["t0", "t1", "t2"], seed=0, **kwargs)
-            except (ConfigError, TypeError, ValueError) as exc:
-                problems.append(f"{where}: {exc}")
-                failed.add(where)
+            for tasks in probe_task_names(study, kwargs, method_args):
+                try:
+                    build_method(m.name, tasks, seed=0, **kwargs)
+                except (ConfigError, TypeError, ValueError) as exc:
+                    problems.append(f"{where}: {exc}")
+                    failed.add(where)
+                    break
         for name, p in space.items():
             field, key = destination(name)
-            where = f"methods[{i}].space.{name}" if name in m.space else f"space.{name}"
+            where = study.where_searched(i, m, name)
             if field in TRAIN_HPARAMS:
                 problems += probe_train(where, base, name, p)
             if field in ("dataset_kwargs", "model_kwargs", "architecture"):
                 problems += probe_dataset(study, where, field, key, p)
+            if field == "scheduler_kwargs":
+                problems += probe_lr_scheduler(study, where, space, str(key), p)
     return sorted(set(problems), key=problems.index)
+
+
+def probe_task_names(study: Study, kwargs: dict[str, Any], method_args: list[str]) -> list[list[str]]:
+    """The task names a method is built with to check ``kwargs``: placeholder names, or each dataset's own
+    when a per-task argument (``weight.<task>``, a mapping keyword of the method) is given."""
+    from mtl.data import dataset_task_names
+
+    if not any("." in k and k.split(".", 1)[0] in method_args for k in kwargs):
+        return [["t0", "t1", "t2"]]
+    out = []
+    for d in study.datasets:
+        try:
+            out.append(dataset_task_names(d.name, d.kwargs))
+        except ConfigError:  # the dataset's own problem, reported by check_datasets_and_models
+            continue
+    return out
 
 
 def unknown_hparam(study: Study, name: str, method: str, method_args: list[str]) -> str:
@@ -198,4 +219,74 @@ def probe_train(where: str, base: dict[str, Any], name: str, p: Param) -> list[s
             TrainConfig.from_dict(apply_hparams(base, {name: value}))
         except ConfigError as exc:
             return [f"{where}: {exc}"]
+    return []
+
+
+LR_SCHEDULERS = {
+    "plateau": "ReduceLROnPlateau",
+    "step": "StepLR",
+    "cosine": "CosineAnnealingLR",
+}
+"""``TrainConfig.scheduler`` -> the ``torch.optim.lr_scheduler`` class ``mtl.train.build_scheduler`` makes."""
+FIXED_SCHEDULER_ARGS = {"optimizer", "mode", "last_epoch", "verbose"}
+"""Arguments ``build_scheduler`` sets itself (plateau's ``mode`` is max: Δp) or that are not settings."""
+
+
+def lr_scheduler_arguments(scheduler: str) -> list[str]:
+    """The keyword arguments of the torch LR scheduler behind ``scheduler`` (none for ``none``)."""
+    import inspect
+
+    import torch
+
+    cls_name = LR_SCHEDULERS.get(scheduler)
+    if cls_name is None:
+        return []
+    cls = getattr(torch.optim.lr_scheduler, cls_name)
+    return [n for n in inspect.signature(cls).parameters if n not in FIXED_SCHEDULER_ARGS]
+
+
+def lr_schedulers_in_use(study: Study, space: Space) -> list[tuple[str, str]]:
+    """``(scheduler, why it is in use)`` for every LR scheduler a group's trials may train with: each
+    searched ``scheduler`` value, else ``train.scheduler``, else each dataset's paper default."""
+    from mtl.data import DATASETS
+
+    if "scheduler" in space and space["scheduler"].discrete:
+        return [(str(v), "a value of the searched scheduler") for v in space["scheduler"].values]
+    if study.train.scheduler is not None:
+        return [(study.train.scheduler, "train.scheduler")]
+    out = []
+    for d in study.datasets:
+        if d.name in DATASETS:
+            default = DATASETS.factory(d.name).defaults.scheduler
+            out.append((default, f"{d.name}'s paper default"))
+    return sorted(set(out), key=out.index)
+
+
+def probe_lr_scheduler(study: Study, where: str, space: Space, key: str, p: Param) -> list[str]:
+    """A searched LR scheduler argument: an argument of every scheduler in use, each probe value accepted
+    by it (``mtl.train.build_scheduler`` on a one-parameter optimizer)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from mtl.train import build_scheduler
+
+    for scheduler, why in lr_schedulers_in_use(study, space):
+        allowed = lr_scheduler_arguments(scheduler)
+        if key not in allowed:
+            torch_name = LR_SCHEDULERS.get(scheduler)
+            what = f"torch's {torch_name}" if torch_name else "no LR scheduler"
+            return [
+                f"{where}: '{key}' is not an argument of the LR scheduler '{scheduler}' ({what}; {why})"
+                f"{did_you_mean(key, allowed)}; its arguments: {', '.join(allowed) or 'none'}"
+            ]
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        for value in p.probe_values():
+            config = SimpleNamespace(
+                scheduler=scheduler, scheduler_kwargs={key: value}, epochs=study.train.epochs
+            )
+            try:
+                build_scheduler(config, optimizer)
+            except (ConfigError, TypeError, ValueError) as exc:
+                return [f"{where}: {key}={value!r} rejected by the LR scheduler '{scheduler}': {exc}"]
     return []

@@ -16,7 +16,15 @@ proposed by its own search, so that all groups share one pool of trial slots.
   (config key :data:`GROUP_KEY`), routes ``on_trial_complete`` back to the owning group, enforces the
   study-wide ``max_concurrent_trials`` and an optional per-group cap itself (so they bind for every kind of
   search, also when nothing is searched) and returns ``Searcher.FINISHED`` once every group has proposed all
-  its trials. ``save``/``restore`` pickle every group's state, so ``Tuner.restore`` continues each search.
+  its trials. ``save``/``restore`` pickle every group's state, so ``Tuner.restore`` continues each search,
+  and the state of the study's scheduler (:attr:`StudySearcher.companion`, its ASHA rungs), which Tune
+  itself does not save.
+
+With ``tune.defaults`` (:mod:`study.schema`) a group's first configuration is its paper-default one: no
+searched name set (the method's own defaults, the dataset's paper training settings), tagged
+:data:`DEFAULT_KEY` and counted in the group's configurations; Optuna is not told its score (it is not a
+point of the space). Under ``tune`` a random search never draws one configuration twice (equal budgets
+count distinct configurations).
 
 Only public Ray Tune and Optuna interfaces are used.
 """
@@ -36,9 +44,10 @@ from ray.tune.search import Searcher
 if TYPE_CHECKING:
     from study.schema import Param
 
-from study.layout import GROUP_KEY
+from study.layout import DEFAULT_KEY, GROUP_KEY
 
 SEED_KEY = "seed"
+NOT_HPARAMS = (GROUP_KEY, SEED_KEY, "__trial_index__")
 MAX_ASKS = 100
 """Optuna proposals tried for a configuration the group has not run yet, before one is picked directly."""
 
@@ -69,6 +78,12 @@ def _key(params: Mapping[str, Any]) -> str:
     return repr(sorted(params.items()))
 
 
+def config_key(config: Mapping[str, Any]) -> str:
+    """What names a trial's configuration within its group (equal for its seeds): its hyperparameters and
+    the paper-default tag, without the group and the seed."""
+    return _key({k: v for k, v in config.items() if k not in NOT_HPARAMS})
+
+
 def sample_param(param: Param, rng: np.random.Generator) -> Any:
     """One value of a YAML parameter drawn with ``rng`` (ints inclusive of both bounds)."""
     if param.kind in ("choice", "grid"):
@@ -91,6 +106,7 @@ class _Config:
 
     params: dict[str, Any]
     optuna_number: int | None = None  # the Optuna trial it came from
+    default: bool = False  # the paper-default configuration (nothing searched set)
     handed: int = 0  # seeds handed out so far
     scores: dict[str, float] = field(default_factory=dict)  # trial id -> score (NaN: failed)
     told: bool = False
@@ -102,7 +118,9 @@ class GroupSearch:
 
     ``space`` maps hyperparameter names to :class:`study.schema.Param`; ``algorithm`` is ``optuna``,
     ``random`` or ``grid``; ``samples`` is the number of configurations (ignored by ``grid``, which runs every
-    combination ``samples`` times over when continuous parameters are sampled alongside)."""
+    combination ``samples`` times over when continuous parameters are sampled alongside). ``defaults``: the
+    first configuration is the paper default, one of the ``samples``; ``unique``: random search draws
+    distinct configurations only (a finite space then caps the group at its size)."""
 
     def __init__(
         self,
@@ -113,6 +131,8 @@ class GroupSearch:
         samples: int,
         seed: int | None,
         study_name: str,
+        defaults: bool = False,
+        unique: bool = False,
     ) -> None:
         self.name = name
         self.space = dict(sorted(space.items()))
@@ -123,7 +143,10 @@ class GroupSearch:
         if all_grid:
             samples = 1  # every combination once (per seed): repeating a grid only duplicates trials
         self.rng = np.random.default_rng(seed)
-        self.configs: list[_Config] = []
+        self.unique = unique
+        first = [_Config({}, default=True)] if defaults else []
+        extra = len(first)  # the paper default is one of the `samples` configurations
+        self.configs: list[_Config] = list(first)
         self.trial_config: dict[str, int] = {}  # trial id -> index into configs
         self.optuna = None
         if self.algorithm == "optuna":
@@ -139,12 +162,13 @@ class GroupSearch:
                 sampler=optuna.samplers.TPESampler(seed=seed),
             )
             size = space_size(self.space)
-            self.n_configs = int(samples) if size is None else min(int(samples), size)
+            self.n_configs = int(samples) if size is None else min(int(samples), size + extra)
         elif self.algorithm == "seeds":
-            self.configs = [_Config({})]
+            self.configs = [_Config({}, default=defaults)]
             self.n_configs = 1
         else:
-            self.configs = self._enumerate(samples)
+            fresh = samples if all_grid else samples - extra  # a grid runs whole, beside the default
+            self.configs = first + (self._enumerate(fresh) if fresh > 0 else [])
             self.n_configs = len(self.configs)
 
     def _enumerate(self, samples: int) -> list[_Config]:
@@ -153,13 +177,21 @@ class GroupSearch:
         as_grid = self.algorithm == "grid"
         expanded = [n for n, p in self.space.items() if p.kind == "grid" or (as_grid and p.kind == "choice")]
         combos = list(itertools.product(*(list(self.space[n].values) for n in expanded))) or [()]
-        configs = []
+        configs: list[_Config] = []
+        seen: set[str] = set()
+        size = space_size(self.space) if self.unique else None
         for _ in range(max(1, int(samples))):
             for combo in combos:
-                params = dict(zip(expanded, combo, strict=True))
-                for n, p in self.space.items():
-                    if n not in params:
-                        params[n] = sample_param(p, self.rng)
+                for _draw in range(MAX_ASKS):
+                    params = dict(zip(expanded, combo, strict=True))
+                    for n, p in self.space.items():
+                        if n not in params:
+                            params[n] = sample_param(p, self.rng)
+                    if not self.unique or _key(params) not in seen:
+                        break
+                if self.unique and (_key(params) in seen or (size is not None and len(seen) >= size)):
+                    continue  # a finite space is used up
+                seen.add(_key(params))
                 configs.append(_Config(dict(sorted(params.items()))))
         return configs
 
@@ -191,7 +223,8 @@ class GroupSearch:
         seed = self.seeds[current.handed]
         current.handed += 1
         self.trial_config[trial_id] = index
-        return {**current.params, SEED_KEY: seed}
+        tag = {DEFAULT_KEY: True} if current.default else {}
+        return {**current.params, **tag, SEED_KEY: seed}
 
     def _ask_new(self) -> _Config:
         """A configuration from Optuna that this group has not run: a proposal it already has is answered
@@ -231,7 +264,12 @@ class GroupSearch:
             return
         config = self.configs[index]
         config.scores[trial_id] = float(score) if score is not None and math.isfinite(score) else math.nan
-        if self.optuna is None or config.told or len(config.scores) < len(self.seeds):
+        if (
+            self.optuna is None
+            or config.optuna_number is None  # the paper default: not a point Optuna proposed
+            or config.told
+            or len(config.scores) < len(self.seeds)
+        ):
             return
         finite = [s for s in config.scores.values() if math.isfinite(s)]
         import optuna
@@ -268,14 +306,19 @@ class StudySearcher(Searcher):
         mode: str,
         max_concurrent: int | None = None,
         max_per_group: int | None = None,
+        costs: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.groups = dict(groups)
         self.max_concurrent = max_concurrent
         self.max_per_group = max_per_group
+        # longest first: a group's per-trial cost class (mtl.methods.step_cost); the costliest open group
+        # gets the next slot, so the study's last wave is not one expensive group alone
+        self.costs = {name: float((costs or {}).get(name, 0.0)) for name in self.groups}
         self.owner: dict[str, str] = {}  # trial id -> group name
         self.live: dict[str, set[str]] = {name: set() for name in self.groups}
         self._turn = 0
+        self.companion: Any = None  # the study's scheduler: its state is saved with the search's
 
     @property
     def total(self) -> int:
@@ -306,7 +349,8 @@ class StudySearcher(Searcher):
         ]
         if not candidates:
             return None
-        name = min(candidates, key=lambda n: len(self.live[n]))  # least loaded; ties in round-robin order
+        # costliest first (longest-processing-time first), then least loaded; ties in round-robin order
+        name = max(candidates, key=lambda n: (self.costs[n], -len(self.live[n])))
         self._turn = names.index(name) + 1
         config = self.groups[name].suggest(trial_id)
         if config is None:
@@ -331,6 +375,7 @@ class StudySearcher(Searcher):
             "owner": dict(self.owner),
             "live": {name: sorted(ids) for name, ids in self.live.items()},
             "turn": self._turn,
+            "scheduler": self.companion.state_dict() if self.companion is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -342,6 +387,8 @@ class StudySearcher(Searcher):
         self.owner = dict(state["owner"])
         self.live = {name: set(state["live"].get(name, ())) for name in self.groups}
         self._turn = int(state["turn"])
+        if self.companion is not None and state.get("scheduler"):
+            self.companion.load_state_dict(state["scheduler"])
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:

@@ -13,8 +13,9 @@ Where a sampled value goes (:func:`apply_hparams`):
 
 * ``lr``, ``batch_size``, ``weight_decay``, ``optimizer``, ``scheduler``, ``grad_mode``, ``architecture``,
   ``max_steps_per_epoch`` -> the training setting of that name;
-* ``model.<k>`` / ``dataset.<k>`` / ``scheduler.<k>`` -> ``model_kwargs`` / ``dataset_kwargs`` /
-  ``scheduler_kwargs`` key ``<k>``;
+* ``model.<k>`` / ``dataset.<k>`` / ``scheduler.<k>`` (or ``scheduler_kwargs.<k>``) -> ``model_kwargs`` /
+  ``dataset_kwargs`` / ``scheduler_kwargs`` key ``<k>`` (a scheduler argument must be one of the LR
+  scheduler in use, checked when the study is validated: :mod:`study.schema_registry`);
 * anything else -> a keyword argument of the method (``beta``, ``alpha_strategy``, ``sac_lr``, ...,
   or ``balancer.<k>`` / ``aggregator.<k>`` where both parts accept ``<k>``).
 
@@ -34,7 +35,12 @@ if TYPE_CHECKING:
 
 TRAIN_HPARAMS = searchable_settings()
 """The training settings a study may search, as :class:`mtl.config.TrainConfig` declares them."""
-KWARG_PREFIXES = {"model.": "model_kwargs", "dataset.": "dataset_kwargs", "scheduler.": "scheduler_kwargs"}
+KWARG_PREFIXES = {
+    "model.": "model_kwargs",
+    "dataset.": "dataset_kwargs",
+    "scheduler.": "scheduler_kwargs",
+    "scheduler_kwargs.": "scheduler_kwargs",
+}
 RESERVED_HPARAMS = ("seed", "epochs", "dataset", "method", "device", "reference")
 
 

@@ -44,8 +44,9 @@ from study.faults import (
     pause_for_kill,
     specs_for,
 )
+from study.layout import DEFAULT_KEY
 from study.results import ResultsWriter, TrialInfo, resolve_storage
-from study.space import apply_hparams
+from study.space import apply_hparams, destination
 
 NONFINITE_PREFIX = "non-finite metric"
 TRIAL_INDEX = "__trial_index__"
@@ -76,6 +77,8 @@ class TrialSettings:
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
+    cpus: float | None = None  # the trial's resources, recorded in its trials/ row
+    gpus: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,7 +92,12 @@ def trial_seed(config: Mapping[str, Any], seeds: list[int]) -> int:
 
 
 def build_train_config(settings: TrialSettings, hparams: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    """The ``mtl`` TrainConfig dict of a trial: fixed settings, then the sampled hyperparameters."""
+    """The ``mtl`` TrainConfig dict of a trial: fixed settings, then the sampled hyperparameters.
+
+    A searched LR scheduler argument (``scheduler_kwargs.<k>``) of the dataset's paper-default scheduler,
+    with ``train`` giving neither a scheduler nor its arguments, starts from the dataset's paper arguments
+    (QM9: plateau factor 0.7, patience 5, min_lr 1e-5): only ``<k>`` changes, as a search means.
+    """
     base = {
         **settings.train,
         "dataset": settings.dataset,
@@ -98,6 +106,15 @@ def build_train_config(settings: TrialSettings, hparams: Mapping[str, Any], seed
         "dataset_kwargs": dict(settings.dataset_kwargs),
         "method_kwargs": dict(settings.method_kwargs),
     }
+    searched_args = any(destination(name)[0] == "scheduler_kwargs" for name in hparams)
+    if searched_args and base.get("scheduler_kwargs") is None:
+        from mtl.data import DATASETS
+
+        paper = DATASETS.factory(settings.dataset).defaults
+        chosen = hparams.get("scheduler", base.get("scheduler"))
+        if chosen is None or chosen == paper.scheduler:
+            base["scheduler"] = paper.scheduler
+            base["scheduler_kwargs"] = dict(paper.scheduler_kwargs)
     return apply_hparams(base, hparams)
 
 
@@ -116,6 +133,7 @@ def trial_info(
     seed: int,
     hparams: Mapping[str, Any],
     higher_is_better: Mapping[str, Mapping[str, bool]] | None = None,
+    paper_default: bool = False,
 ) -> TrialInfo:
     """A trial's row identity: the group's method (canonical since validation, :mod:`study.schema`) with
     its balancer and aggregator (``mtl.methods.parse_method``) and, once the dataset is built, each
@@ -134,6 +152,9 @@ def trial_info(
         balancer=spec.balancer,
         aggregator=spec.aggregator,
         directions=flat_directions(higher_is_better or {}),
+        paper_default=bool(paper_default),
+        cpus=settings.cpus,
+        gpus=settings.gpus,
     )
 
 
@@ -267,7 +288,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
 
     config_dict = build_train_config(s, hparams, seed)
     trainer = Trainer(TrainConfig.from_dict(config_dict))
-    info = trial_info(s, trial_id, seed, hparams, trainer.higher_is_better)
+    info = trial_info(s, trial_id, seed, hparams, trainer.higher_is_better, bool(config.get(DEFAULT_KEY)))
     device = _device_name(trainer.device)
     store = StateStore(s.storage, s.study, s.dataset, s.method, trial_id)
     if down:

@@ -8,7 +8,9 @@ A study is one pool: the trials of all its (dataset, method) groups run concurre
   searched) and tags its config with the group (:data:`GROUP_KEY`). ``resources.max_concurrent_trials`` caps
   the whole study and ``resources.max_concurrent_per_group`` each group, whatever the search.
 * scheduler: :class:`study.scheduler.StudyScheduler` keeps one ASHA (on ``val_delta_p``, mode max, time in
-  epochs ``epochs_done``) or FIFO per group, so ASHA compares only trials of the same dataset and method.
+  epochs ``epochs_done``) or FIFO per group, so ASHA compares only trials of the same dataset and method;
+  the ASHA is :class:`study.asha.ConfigASHA` (a configuration's seeds promoted or stopped together, on
+  their mean), its state saved with the searcher's.
 * trainable: ``run_trial`` with the settings of every group attached (``tune.with_parameters``); each trial
   picks its group's by the config's group key.
 * run config: ``FailureConfig(max_failures)``, every checkpoint kept (tiny pointers to the trial's own saved
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 
+from study.asha import ConfigASHA
 from study.compact import compact_ended_trial
 from study.layout import EXPERIMENT, experiment_path, tune_root
 from study.loggers import logger_callbacks
@@ -35,7 +38,7 @@ from study.progress import ProgressPrinter, StudyProgress, fmt_delta
 from study.results import ResultsWriter, TrialInfo, storage_uri
 from study.scheduler import StudyScheduler
 from study.schema import Group, Study
-from study.searcher import GROUP_KEY, GroupSearch, StudySearcher
+from study.searcher import DEFAULT_KEY, GROUP_KEY, GroupSearch, StudySearcher, config_key
 from study.trial import StateStore, TrialSettings, run_trial, trial_seed
 
 TIME_ATTR = "epochs_done"
@@ -69,6 +72,8 @@ def trial_settings(study: Study, group: Group) -> TrialSettings:
         dataset_kwargs=dict(group.dataset_kwargs),
         method_kwargs=dict(group.method_kwargs),
         threads=max(1, int(study.resources.cpus_per_trial)),
+        cpus=float(study.resources.cpus_per_trial),
+        gpus=float(study.resources.gpus_per_trial),
     )
 
 
@@ -94,9 +99,11 @@ def make_searcher(study: Study) -> StudySearcher:
             g.space,
             study.seeds,
             study.search.algorithm,
-            study.search.samples,
+            g.samples or study.search.samples,
             study.search.seed,
             study_name=f"{study.name}.{g.name}",  # DESIGN §7: unique per study
+            defaults=g.defaults,
+            unique=study.tune is not None,  # equal budgets count distinct configurations
         )
         for g in study.groups()
     }
@@ -106,22 +113,45 @@ def make_searcher(study: Study) -> StudySearcher:
         study.scheduler.mode,
         max_concurrent=study.resources.max_concurrent_trials,
         max_per_group=study.resources.max_concurrent_per_group,
+        costs=group_costs(study),
     )
 
 
+def group_costs(study: Study) -> dict[str, float]:
+    """Each group's per-trial cost class: its method's declared per-step cost in backward passes
+    (:func:`mtl.methods.step_cost`, with the dataset's number of tasks) times the epochs a trial may
+    run."""
+    from mtl.data.catalog import dataset_task_names
+    from mtl.methods import step_cost
+
+    costs = {}
+    for g in study.groups():
+        try:
+            tasks = len(dataset_task_names(g.dataset, g.dataset_kwargs))
+        except Exception:  # a dataset whose task list needs its files
+            tasks = 0
+        tasks = tasks or 3  # unknown without the files (Office's domains): the class of a few tasks
+        costs[g.name] = step_cost(g.method, tasks) * float(study.train.epochs)
+    return costs
+
+
 def make_scheduler(study: Study) -> StudyScheduler:
+    """One scheduler per group: :class:`study.asha.ConfigASHA` (the seeds of a configuration promoted or
+    stopped together, on their mean) or FIFO."""
     sched = study.scheduler
 
     def make(_group: str) -> Any:
         if sched.type == "none":
             return FIFOScheduler()
-        return ASHAScheduler(
+        return ConfigASHA(
             time_attr=TIME_ATTR,
             metric=sched.metric,
             mode=sched.mode,
             max_t=study.max_t,
             grace_period=sched.grace_period,
             reduction_factor=sched.reduction_factor,
+            seeds_per_config=len(study.seeds),
+            config_key=lambda trial: config_key(trial.config),
         )
 
     return StudyScheduler(make, [g.name for g in study.groups()])
@@ -139,9 +169,11 @@ def build_tuner(study: Study, searcher: StudySearcher | None = None) -> tune.Tun
     quiet_ray()
     searcher = searcher or make_searcher(study)
     _pending_limit(searcher)
+    scheduler = make_scheduler(study)
+    searcher.companion = scheduler  # Tune saves the searcher only: it carries the scheduler's rungs
     tune_config = tune.TuneConfig(
         search_alg=searcher,
-        scheduler=make_scheduler(study),
+        scheduler=scheduler,
         num_samples=searcher.total,
         reuse_actors=True,
     )
@@ -275,6 +307,9 @@ class StudyCallback(tune.Callback):
                 self.study.hp_types(),
                 balancer=spec.balancer,
                 aggregator=spec.aggregator,
+                paper_default=bool(trial.config.get(DEFAULT_KEY)),
+                cpus=float(self.study.resources.cpus_per_trial),
+                gpus=float(self.study.resources.gpus_per_trial),
             )
             writer.write_trial(
                 info,

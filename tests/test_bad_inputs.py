@@ -57,6 +57,20 @@ def _cluster_error() -> type[Exception]:
     return ClusterError
 
 
+def _state_error() -> type[Exception]:
+    from study.runner import StudyStateError
+
+    return StudyStateError
+
+
+def ls_on_a_file(tmp: Path) -> Any:
+    from study.runner import list_studies
+
+    path = tmp / "a-file"
+    path.write_text("not a folder")
+    return list_studies(str(path))
+
+
 def _cache_error() -> type[Exception]:
     from mtl.data.qm9 import CacheError
 
@@ -129,6 +143,13 @@ def train_out_under_a_file(tmp: Path) -> Any:
     return _open_out(str(tmp / "file" / "records.jsonl"))
 
 
+def _alias_bomb(levels: int = 9) -> str:
+    """A 'billion laughs': each anchor a list of nine aliases of the previous one (9**levels values)."""
+    lines = ["l0: &l0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
 def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     def edit(doc: dict[str, Any]) -> None:
         *parents, last = path.split(".")
@@ -145,6 +166,25 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     return lambda doc: doc.pop(key)
+
+
+def _searched(name: str, param: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """Add ``name`` (which may contain dots) to ``tune.space``."""
+    return lambda doc: doc["tune"]["space"].update({name: param})
+
+
+def _tune(*edits: Callable[[dict[str, Any]], Any], **tune: Any) -> Callable[[dict[str, Any]], None]:
+    """The base study as a fair comparison (``tune:`` instead of ``space:`` and ``search.num_samples``),
+    then changed by ``edits``."""
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["tune"] = {"space": doc.pop("space"), "num_samples": 2, "defaults": True, **tune}
+        doc["search"].pop("num_samples")
+        doc["train"]["scheduler"] = "plateau"
+        for e in edits:
+            e(doc)
+
+    return edit
 
 
 def cluster_check(
@@ -390,10 +430,10 @@ CASES: list[Case] = [
          "space.lrr: unknown hyperparameter 'lrr' for method 'ew' (did you mean 'lr'?)"),
     Case("searched-model-kwarg-out-of-range", "`space: {model.hidden: {choice: [0, 8]}}`", S,
          study_file(_set("space", {"model.hidden": {"choice": [0, 8]}})), _study_error,
-         "space.model.hidden: synthetic model argument hidden must be an integer >= 1, got 0"),
+         "space.model.hidden: synthetic model argument hidden must be an integer in [1, 65,536], got 0"),
     Case("searched-dataset-kwarg-out-of-range", "`space: {dataset.n_train: {int: [-8, 64]}}`", S,
          study_file(_set("space", {"dataset.n_train": {"int": [-8, 64]}})), _study_error,
-         "space.dataset.n_train: synthetic n_train must be >= 1, got -8"),
+         "space.dataset.n_train: synthetic n_train must be in [1, 10,000,000], got -8"),
     # training settings, datasets named in the study, resources
     Case("negative-lr", "`train.lr: -0.001`", S, study_file(_set("train.lr", -0.001)), _study_error,
          "train.lr: Input should be greater than 0"),
@@ -408,10 +448,10 @@ CASES: list[Case] = [
          "unknown keyword argument(s) ['n_trian'] for dataset 'synthetic'"),
     Case("dataset-kwarg-out-of-range", "synthetic `kwargs: {n_train: -5}`", S,
          study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_train": -5}}])), _study_error,
-         "datasets[0]: synthetic n_train must be >= 1, got -5"),
+         "datasets[0]: synthetic n_train must be in [1, 10,000,000], got -5"),
     Case("dataset-no-tasks", "synthetic `kwargs: {num_tasks: 0}`", S,
          study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"num_tasks": 0}}])), _study_error,
-         "datasets[0]: synthetic num_tasks must be >= 1, got 0"),
+         "datasets[0]: synthetic num_tasks must be in [1, 1000], got 0"),
     Case("dataset-kwarg-wrong-type", "synthetic `kwargs: {n_train: 12.5}`", S,
          study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_train": 12.5}}])), _study_error,
          "datasets[0]: synthetic n_train must be an integer, got 12.5"),
@@ -438,12 +478,15 @@ CASES: list[Case] = [
          "unknown model argument(s) ['hiddn'] for synthetic (did you mean 'hidden'?); valid: hidden"),
     Case("model-kwarg-out-of-range", "`train.model_kwargs: {hidden: 0}` on synthetic", S,
          study_file(_set("train.model_kwargs", {"hidden": 0})), _study_error,
-         "train.model_kwargs: synthetic model argument hidden must be an integer >= 1, got 0"),
+         "train.model_kwargs: synthetic model argument hidden must be an integer in [1, 65,536], got 0"),
     Case("architecture-not-offered", "`train.architecture: mtan` on synthetic", S,
          study_file(_set("train.architecture", "mtan")), _study_error,
-         "train.architecture: synthetic supports architectures: hps; got 'mtan'"),
+         "train.architecture: synthetic supports architectures: hps, mmoe, cgc, ple, dselect_k; got 'mtan'"),
     Case("cuda-without-gpus-per-trial", "`train.device: cuda`, `gpus_per_trial: 0`", S,
          study_file(_set("train.device", "cuda")), _study_error, "needs resources.gpus_per_trial > 0"),
+    Case("gpus-per-trial-on-cpu", "`gpus_per_trial: 0.5` with `train.device: cpu`", S,
+         study_file(_set("resources", {"cpus_per_trial": 1, "gpus_per_trial": 0.5})), _study_error,
+         "the GPU would sit idle: write train.device: auto"),
     Case("gpu-request-without-gpus", "`gpus_per_trial: 1` on a cluster with no GPU", R,
          cluster_check(lambda d: (d["train"].update(device="cuda"), d["resources"].update(gpus_per_trial=1)),
                        [{"CPU": 2.0}]),
@@ -451,6 +494,101 @@ CASES: list[Case] = [
     Case("more-cpus-than-any-node", "`cpus_per_trial: 8` on 2-CPU nodes", R,
          cluster_check(_set("resources.cpus_per_trial", 8), [{"CPU": 2.0}, {"CPU": 2.0}]), _cluster_error,
          "no node of the Ray cluster can hold one trial"),
+    # fair comparisons (tune:, issue 22)
+    Case("tune-beside-space", "`tune:` and a study-wide `space:`", S,
+         study_file(_tune(_set("space", {"weight_decay": {"loguniform": [1.0e-6, 1.0e-3]}}))), _study_error,
+         "space: ['weight_decay'] given beside tune.space"),
+    Case("tune-beside-num-samples", "`tune.num_samples` and `search.num_samples`", S,
+         study_file(_tune(_set("search.num_samples", 4))), _study_error,
+         "search.num_samples: 4 given beside tune.num_samples (2)"),
+    Case("tune-with-grid-search", "`tune:` with `search.algorithm: grid`", S,
+         study_file(_tune(_set("search.algorithm", "grid"))), _study_error,
+         "search.algorithm: grid runs every combination, a different number per method"),
+    Case("tune-key-in-both-spaces", "`lr` in `tune.space` and in db_mtl's `space`", S,
+         study_file(_tune(_set("methods.1.space", {"lr": {"loguniform": [1.0e-3, 1.0e-2]}}))), _study_error,
+         "methods[1].space.lr: also in tune.space; a name is searched in one place"),
+    Case("tune-grid-values", "`tune.space: {lr: {grid: [...]}}`", S,
+         study_file(_tune(_set("tune.space", {"lr": {"grid": [1.0e-3, 1.0e-2]}}))), _study_error,
+         "tune.space.lr: 'grid' multiplies the configurations of a group"),
+    Case("tune-space-too-small", "`tune.num_samples: 5`, ew's space has 2 values + the default", S,
+         study_file(_tune(_set("tune.space", {"weight_decay": {"choice": [0.0, 1.0e-4]}}), num_samples=5)),
+         _study_error, "tune.num_samples: 5 configurations per group, but methods[0] 'ew' has only 3"),
+    Case("tune-zero-samples", "`tune.num_samples: 0`", S,
+         study_file(_tune(num_samples=0)), _study_error,
+         "tune.num_samples: Input should be greater than or equal to 1"),
+    Case("scheduler-arg-of-other-scheduler", "`scheduler_kwargs.step_size` searched with plateau", S,
+         study_file(_tune(_searched("scheduler_kwargs.step_size", {"int": [10, 50]}))), _study_error,
+         "'step_size' is not an argument of the LR scheduler 'plateau' (torch's ReduceLROnPlateau"),
+    Case("scheduler-arg-misspelt", "`scheduler_kwargs.patiense` (plateau)", S,
+         study_file(_tune(_searched("scheduler_kwargs.patiense", {"int": [2, 8]}))), _study_error,
+         "(did you mean 'patience'?)"),
+    Case("scheduler-arg-without-scheduler", "`scheduler_kwargs.patience` on synthetic (no LR scheduler)", S,
+         study_file(_tune(lambda d: d["train"].pop("scheduler"),
+                          _searched("scheduler_kwargs.patience", {"int": [2, 8]}))), _study_error,
+         "'patience' is not an argument of the LR scheduler 'none' (no LR scheduler; synthetic's paper"),
+    Case("scheduler-arg-bad-value", "`scheduler_kwargs.factor: {uniform: [0.5, 1.5]}` (plateau)", S,
+         study_file(_tune(_searched("scheduler_kwargs.factor", {"uniform": [0.5, 1.5]}))), _study_error,
+         "factor=1.5 rejected by the LR scheduler 'plateau': Factor should be < 1.0"),
+    # numbers bounded by what they can mean, and limits on the file itself (issue 24, items 4, 5, 7)
+    Case("huge-seed", "`seeds: [2**70]`", S, study_file(_set("seeds", [2**70])), _study_error,
+         "seeds[0]: Input should be less than or equal to 4294967295"),
+    Case("negative-seed", "`seeds: [-1]`", S, study_file(_set("seeds", [-1])), _study_error,
+         "seeds[0]: Input should be greater than or equal to 0"),
+    Case("too-many-seeds", "1,001 seeds", S, study_file(_set("seeds", list(range(1001)))), _study_error,
+         "seeds: List should have at most 1000 items"),
+    Case("huge-epochs", "`train.epochs: 2**70`", S, study_file(_set("train.epochs", 2**70)), _study_error,
+         "train.epochs: Input should be less than or equal to 100000"),
+    Case("huge-batch-size", "`train.batch_size: 1000000000`", S,
+         study_file(_set("train.batch_size", 10**9)), _study_error,
+         "train.batch_size: Input should be less than or equal to 1000000"),
+    Case("huge-searched-batch-size", "`space: {batch_size: {int: [1, 2**70]}}`", S,
+         study_file(_set("space", {"batch_size": {"int": [1, 2**70]}})), _study_error,
+         "space.batch_size: batch_size must be <= 1000000"),
+    Case("huge-model-width", "`train.model_kwargs: {hidden: 1e11}` on synthetic", S,
+         study_file(_set("train.model_kwargs", {"hidden": 10**11})), _study_error,
+         "synthetic model argument hidden must be an integer in [1, 65,536]"),
+    Case("huge-dataset", "synthetic `kwargs: {n_train: 1e13}`", S,
+         study_file(_set("datasets", [{"name": "synthetic", "kwargs": {"n_train": 10**13}}])), _study_error,
+         "synthetic n_train must be in [1, 10,000,000]"),
+    Case("infinite-lr", "`train.lr: .inf`", S, study_file("name: bad\ndatasets: [synthetic]\nmethods: [ew]\n"
+         "train: {epochs: 2, lr: .inf}\n"), _study_error, "train.lr: Input should be a finite number"),
+    Case("cuda-device-index", "`train.device: 'cuda:abc'`", S, study_file(_set("train.device", "cuda:abc")),
+         _study_error, "device 'cuda:abc' unknown; valid: auto, cpu, cuda, cuda:N"),
+    Case("scheduler-kwargs-under-none", "`scheduler: none` with `scheduler_kwargs: {patience: 3}`", S,
+         study_file(lambda d: d["train"].update(scheduler="none", scheduler_kwargs={"patience": 3})),
+         _study_error, "scheduler 'none' takes no scheduler_kwargs, got ['patience']"),
+    Case("choice-of-wrong-type", "`lr: {choice: [0.001, fast]}`", S,
+         study_file(_set("space", {"lr": {"choice": [0.001, "fast"]}})), _study_error,
+         "space.lr: lr must be a number, got 'fast'"),
+    Case("empty-file", "an empty study file", S, study_file(""), _study_error, "the file is empty"),
+    Case("alias-bomb", "a 'billion laughs' of aliases (under 1 KB)", S, study_file(_alias_bomb()),
+         _study_error, "the document expands to more than 100,000 values"),
+    Case("deep-nesting", "lists nested 500 deep", S, study_file("a: " + "[" * 500 + "]" * 500 + "\n"),
+         _study_error, "nested more than 32 levels deep"),
+    Case("huge-file", "a 2 MB study file", S, study_file("# " + "x" * (2 << 20) + "\n"), _study_error,
+         "a study file may have at most 1,048,576"),
+    Case("long-list", "a list of 20,000 seeds (under 1 MB)", S,
+         study_file("seeds: [" + ", ".join(["1"] * 20_000) + "]\n"), _study_error,
+         "a list with more than 10,000 items"),
+    Case("static-weight-of-no-task", "`static` with `weight.t9=2` (no task t9)", M,
+         method("static", **{"weight.t9": 2.0}), ConfigError, "not a task of this dataset"),
+    Case("trial-seed-too-large", "`mtl train --seed 2**70` (TrainConfig seed)", T, train_config(seed=2**70),
+         ConfigError, "seed must be <= 9223372036854775807"),
+    # storage and Ray settings, before Ray starts (issue 24, item 6)
+    Case("storage-shell-variable", "`storage: $HOME/results`", S,
+         study_file(_set("storage", "$HOME/results")), _study_error,
+         "holds a shell variable or '~', which is not expanded here"),
+    Case("storage-unknown-scheme", "`storage: nosuchscheme://bucket/x`", S,
+         study_file(_set("storage", "nosuchscheme://bucket/x")), _study_error,
+         "storage: unknown filesystem scheme 'nosuchscheme://'"),
+    Case("object-store-beyond-memory", "`ray.object_store_memory: 1e15`", S,
+         study_file(_set("ray", {"object_store_memory": 10**15})), _study_error,
+         "exceeds this machine's memory"),
+    Case("ray-address-not-answering", "`ray.address: 127.0.0.1:1` (nothing listening)", R,
+         lambda _tmp: __import__("study.cluster", fromlist=["x"]).check_reachable("127.0.0.1:1", timeout=2),
+         _cluster_error, "ray.address '127.0.0.1:1': nothing answers there"),
+    Case("ls-storage-is-a-file", "`study ls --storage <a file>`", "study ls", ls_on_a_file, _state_error,
+         "is a file, not a folder of studies"),
     # method arguments given directly (mtl train -m ..., or a trial)
     Case("stl-unknown-task", "`stl` with `task=t9`", M, method("stl", task="t9"), ConfigError,
          "stl task 't9' is not a task of this dataset"),

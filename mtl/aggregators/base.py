@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from mtl.context import StepContext
+from mtl.step_hooks import StepProbe
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Aggregator(nn.Module):
     """Base class. ``weights_heads`` says whether :attr:`AggregationResult.task_weights` is returned."""
 
     weights_heads: bool = False
+    needs_validation_batch: bool = False  # step hooks (DESIGN §8): see mtl.step_hooks
 
     def __init__(self, num_tasks: int) -> None:
         super().__init__()
@@ -32,6 +34,12 @@ class Aggregator(nn.Module):
 
     def forward(self, grads: Tensor, ctx: StepContext) -> AggregationResult:
         raise NotImplementedError
+
+    def before_step(self, probe: StepProbe) -> None:
+        """Called after ``optimizer.zero_grad`` and before the step's forward (``probe.losses`` is None)."""
+
+    def after_step(self, probe: StepProbe) -> None:
+        """Called after ``optimizer.step()`` with the step's batch and its losses before the step."""
 
     def get_extra_state(self) -> dict:
         return {}

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl.context import StepContext
+from mtl.step_hooks import StepProbe
 
 LOG_EPS = 1e-8
 
@@ -26,7 +27,13 @@ class Balancer(nn.Module):
 
     State (EMA buffers, learnable scales, RNG) lives in ``state_dict()``: parameters, buffers and
     ``get_extra_state``.
+
+    Step hooks (DESIGN §8, :mod:`mtl.step_hooks`): :meth:`before_step` and :meth:`after_step` run around
+    each optimisation step when a subclass overrides them (FAMO, Auto-Lambda); ``needs_validation_batch``
+    asks the trainer for a validation stream in the probe.
     """
+
+    needs_validation_batch: bool = False
 
     def __init__(self, num_tasks: int, log: bool = False) -> None:
         super().__init__()
@@ -49,6 +56,12 @@ class Balancer(nn.Module):
 
     def end_epoch(self, epoch: int, mean_losses: Tensor) -> None:
         """Called after each training epoch with the mean raw training loss per task."""
+
+    def before_step(self, probe: StepProbe) -> None:
+        """Called after ``optimizer.zero_grad`` and before the step's forward (``probe.losses`` is None)."""
+
+    def after_step(self, probe: StepProbe) -> None:
+        """Called after ``optimizer.step()`` with the step's batch and its losses before the step."""
 
     def get_extra_state(self) -> dict:
         return {}

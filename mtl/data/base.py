@@ -80,14 +80,24 @@ class MTLDataset(ABC):
     def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
         """Check the architecture and :meth:`build_model` keyword arguments without building the model
         (subclasses extend this with value ranges). Raises :class:`~mtl.errors.ConfigError`."""
-        check_architecture(cls.name, architecture, cls.architectures)
+        architecture = check_architecture(cls.name, architecture, cls.architectures)
+        valid = cls.model_arguments_for(architecture)
         unknown = sorted(set(kwargs) - set(cls.model_arguments))
         if unknown:
             raise ConfigError(
                 f"unknown model argument(s) {unknown} for {cls.name}"
-                f"{did_you_mean(unknown[0], cls.model_arguments)}; "
-                f"valid: {', '.join(sorted(cls.model_arguments)) or 'none'}"
+                f"{did_you_mean(unknown[0], valid)}; valid: {', '.join(sorted(valid)) or 'none'}"
+                + (f" (with architecture '{architecture}')" if len(cls.architectures) > 1 else "")
             )
+
+    @classmethod
+    def model_arguments_for(cls, architecture: str) -> tuple[str, ...]:
+        """The :attr:`model_arguments` that ``architecture`` takes: the dataset's own, plus the MoE
+        arguments of a mixture-of-experts architecture (:data:`mtl.models.moe.MOE_DEFAULTS`)."""
+        from mtl.models.moe import MOE_ARGUMENTS, MOE_DEFAULTS
+
+        own = tuple(a for a in cls.model_arguments if a not in MOE_ARGUMENTS)
+        return own + tuple(MOE_DEFAULTS.get(architecture, {}))
 
     @property
     def task_names(self) -> list[str]:

@@ -50,10 +50,13 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from mtl.checks import check_architecture
 from mtl.data.base import SPLITS, MetricAccumulator, MTLDataset, TaskSpec, epoch_generator
 from mtl.errors import ConfigError, DatasetError
 from mtl.metrics.dense import DenseMetricAccumulator, dense_metric_flags, depth_valid_mask, normal_valid_mask
 from mtl.models.base import MultiTaskModel
+from mtl.models.moe import MOE_ARGUMENTS, moe_arguments
+from mtl.models.moe_vision import DENSE_MOE_ARCHITECTURES, build_dense_moe_model
 from mtl.models.vision import DENSE_ARCHITECTURES, build_dense_model
 
 MetricAccumulator.register(DenseMetricAccumulator)
@@ -288,8 +291,8 @@ class DenseSceneDataset(MTLDataset):
     task_kinds: tuple[tuple[str, str], ...] = ()  # (task, kind)
     head_channels: ClassVar[dict[str, int]] = {}
     label_folders: tuple[str, ...] = ("label",)
-    architectures = DENSE_ARCHITECTURES
-    model_arguments = ("pretrained_path", "cross_stitch_same")
+    architectures = (*DENSE_ARCHITECTURES, *DENSE_MOE_ARCHITECTURES)
+    model_arguments = ("pretrained_path", "cross_stitch_same", *MOE_ARGUMENTS)
 
     def __init__(
         self,
@@ -455,8 +458,23 @@ class DenseSceneDataset(MTLDataset):
             dict(self.task_kinds), num_classes=self.num_classes, median_resolution=self.median_resolution
         )
 
+    @classmethod
+    def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
+        super().check_model_arguments(architecture, kwargs)
+        moe_arguments(cls.name, architecture, kwargs)
+        arch = check_architecture(cls.name, architecture, cls.architectures)
+        if arch in DENSE_MOE_ARCHITECTURES and "cross_stitch_same" in kwargs:
+            raise ConfigError(
+                f"{cls.name} model argument cross_stitch_same is for 'cross_stitch', not '{arch}'"
+            )
+
     def build_model(self, architecture: str = "hps", **kwargs: Any) -> MultiTaskModel:
         self.check_model_arguments(architecture, kwargs)
+        arch = check_architecture(self.name, architecture, self.architectures)
+        if arch in DENSE_MOE_ARCHITECTURES:
+            return build_dense_moe_model(
+                arch, self.head_channels, self.resolution, dataset=self.name, **kwargs
+            )
         return build_dense_model(
             architecture, self.head_channels, self.resolution, dataset=self.name, **kwargs
         )

@@ -45,6 +45,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from mtl.checks import check_architecture
 from mtl.data.base import (
     SPLITS,
     MetricAccumulator,
@@ -58,6 +59,8 @@ from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError, DatasetError
 from mtl.metrics.classification import AccuracyAccumulator
 from mtl.models.base import MultiTaskModel
+from mtl.models.moe import MOE_ARGUMENTS, moe_arguments
+from mtl.models.moe_vision import OFFICE_MOE_ARCHITECTURES, build_office_moe_model
 from mtl.models.vision import OFFICE_ARCHITECTURES, build_office_model
 
 MetricAccumulator.register(AccuracyAccumulator)
@@ -140,8 +143,8 @@ class OfficeDataset(MTLDataset):
     env_var = ""
     domains: tuple[str, ...] = ()
     num_classes = 0
-    architectures = OFFICE_ARCHITECTURES
-    model_arguments = ("pretrained_path", "hidden_dim", "dropout")
+    architectures = (*OFFICE_ARCHITECTURES, *OFFICE_MOE_ARCHITECTURES)
+    model_arguments = ("pretrained_path", "hidden_dim", "dropout", *MOE_ARGUMENTS)
     defaults = TrainDefaults(
         lr=1e-4, batch_size=64, optimizer="adam", weight_decay=1e-5, scheduler="none", epochs=100
     )
@@ -181,6 +184,7 @@ class OfficeDataset(MTLDataset):
     @classmethod
     def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
         super().check_model_arguments(architecture, kwargs)
+        moe_arguments(cls.name, architecture, kwargs)
         hidden_dim, dropout = kwargs.get("hidden_dim", 512), kwargs.get("dropout", 0.5)
         if not isinstance(hidden_dim, int) or isinstance(hidden_dim, bool) or hidden_dim < 1:
             raise ConfigError(
@@ -241,6 +245,9 @@ class OfficeDataset(MTLDataset):
 
     def build_model(self, architecture: str = "hps", **kwargs: Any) -> MultiTaskModel:
         self.check_model_arguments(architecture, kwargs)
+        arch = check_architecture(self.name, architecture, self.architectures)
+        if arch in OFFICE_MOE_ARCHITECTURES:
+            return build_office_moe_model(arch, self.domains, self.num_classes, dataset=self.name, **kwargs)
         return build_office_model(architecture, self.domains, self.num_classes, dataset=self.name, **kwargs)
 
     def losses(self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:

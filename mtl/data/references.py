@@ -159,6 +159,10 @@ DEFAULTS: dict[tuple[str, str], DefaultTables] = {
     **{("office31", a): DefaultTables("office31", "office31") for a in ("hps", "mtan")},
     **{("office_home", a): DefaultTables("office_home", "office_home") for a in ("hps", "mtan")},
 }
+_MOE = ("mmoe", "cgc", "ple", "dselect_k")  # mtl.models.moe.MOE_ARCHITECTURES (not imported: keep this light)
+DEFAULTS.update(  # the MoE architectures have no published STL rows of their own: the dataset's hps row
+    {(d, a): tables for (d, arch), tables in list(DEFAULTS.items()) if arch == "hps" for a in _MOE}
+)
 """(dataset, architecture) -> the default Δp and Δm tables (see the module docstring)."""
 
 

@@ -17,10 +17,20 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mtl.checks import check_architecture
 from mtl.data.base import MetricAccumulator, MTLDataset, Nested, TaskSpec, TrainDefaults, epoch_order
 from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError
+from mtl.models.base import MultiTaskModel
 from mtl.models.hps import HPS, mlp
+from mtl.models.moe import MOE_ARCHITECTURES, MOE_ARGUMENTS, build_moe_model, moe_arguments
+from mtl.models.moe_experts import MLPFamily
+
+MAX_SAMPLES = 10_000_000
+"""Samples per split: held in memory as float32 inputs (a bound on what a synthetic split can mean here)."""
+MAX_WIDTH = 65_536
+"""Input, latent and hidden widths."""
+MAX_TASKS = 1_000
 
 
 class MAEAccumulator(MetricAccumulator):
@@ -46,7 +56,8 @@ class MAEAccumulator(MetricAccumulator):
 class SyntheticRegression(MTLDataset):
     name = "synthetic"
     defaults = TrainDefaults(lr=1e-3, batch_size=64, optimizer="adam", epochs=20)
-    model_arguments = ("hidden",)
+    architectures = ("hps", *MOE_ARCHITECTURES)
+    model_arguments = ("hidden", *MOE_ARGUMENTS)
     reference_note = (
         "each task's Bayes-optimal MAE s_t·σ·√(2/π): Δp ≤ 0, where 0 is the best attainable error and "
         "−100% means twice it"
@@ -105,23 +116,27 @@ class SyntheticRegression(MTLDataset):
     def check_arguments(cls, args: Mapping[str, Any]) -> None:
         super().check_arguments(args)
         num_tasks = args.get("num_tasks", 3)
-        if num_tasks < 1:
-            raise ConfigError(f"synthetic num_tasks must be >= 1, got {num_tasks}")
+        if not 1 <= num_tasks <= MAX_TASKS:
+            raise ConfigError(f"synthetic num_tasks must be in [1, {MAX_TASKS}], got {num_tasks}")
         scales = args.get("scales")
         if scales is not None and (len(scales) != num_tasks or any(not s > 0 for s in scales)):
             raise ConfigError(f"synthetic scales must be {num_tasks} positive numbers, got {list(scales)}")
         for key in ("n_train", "n_val", "n_test", "input_dim", "latent_dim", "hidden"):
-            if key in args and args[key] < 1:
-                raise ConfigError(f"synthetic {key} must be >= 1, got {args[key]}")
+            limit = MAX_SAMPLES if key.startswith("n_") else MAX_WIDTH
+            if key in args and not 1 <= args[key] <= limit:
+                raise ConfigError(f"synthetic {key} must be in [1, {limit:,}], got {args[key]}")
         if "noise" in args and not args["noise"] > 0:
             raise ConfigError(f"synthetic noise must be > 0, got {args['noise']}")
 
     @classmethod
     def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
         super().check_model_arguments(architecture, kwargs)
+        moe_arguments(cls.name, architecture, kwargs)
         hidden = kwargs.get("hidden", 1)
-        if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-            raise ConfigError(f"synthetic model argument hidden must be an integer >= 1, got {hidden!r}")
+        if isinstance(hidden, bool) or not isinstance(hidden, int) or not 1 <= hidden <= MAX_WIDTH:
+            raise ConfigError(
+                f"synthetic model argument hidden must be an integer in [1, {MAX_WIDTH:,}], got {hidden!r}"
+            )
 
     @property
     def reference(self) -> Nested:
@@ -139,9 +154,15 @@ class SyntheticRegression(MTLDataset):
             idx = order[start : start + batch_size]
             yield x[idx], {t.name: y[idx, i] for i, t in enumerate(self.tasks)}
 
-    def build_model(self, architecture: str = "hps", **kwargs: Any) -> HPS:
+    def build_model(self, architecture: str = "hps", **kwargs: Any) -> MultiTaskModel:
+        """HPS, or a MoE architecture (:mod:`mtl.models.moe`) whose experts are copies of the MLP encoder."""
         self.check_model_arguments(architecture, kwargs)
-        hidden = int(kwargs.get("hidden", self.hidden))
+        architecture = check_architecture(self.name, architecture, self.architectures)
+        hidden = int(kwargs.pop("hidden", self.hidden))
+        if architecture in MOE_ARCHITECTURES:
+            heads = {t.name: nn.Linear(hidden, 1) for t in self.tasks}
+            family = MLPFamily([self.input_dim, hidden, hidden])
+            return build_moe_model(architecture, family, heads, dataset=self.name, **kwargs)
         encoder = mlp([self.input_dim, hidden, hidden])
         return HPS(encoder, {t.name: nn.Linear(hidden, 1) for t in self.tasks})
 

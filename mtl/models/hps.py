@@ -9,22 +9,26 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtl.models.base import MultiTaskModel
+from mtl.models.heads import LinearHeads
 
 
 class HPS(MultiTaskModel):
     """``encoder`` is shared; ``heads[task]`` maps the representation to that task's prediction."""
 
-    def __init__(self, encoder: nn.Module, heads: Mapping[str, nn.Module]) -> None:
+    def __init__(self, encoder: nn.Module, heads: Mapping[str, nn.Module] | LinearHeads) -> None:
         super().__init__()
         if not heads:
             raise ValueError("HPS needs at least one head")
         self.encoder = encoder
-        self.heads = nn.ModuleDict(dict(heads))
+        # stacked heads (one layer for every task, mtl.models.heads) or one module per task
+        self.heads = heads if isinstance(heads, LinearHeads) else nn.ModuleDict(dict(heads))
 
     def encode(self, x: Any) -> Tensor:
         return self.encoder(x)
 
     def decode(self, z: Tensor) -> dict[str, Tensor]:
+        if isinstance(self.heads, LinearHeads):
+            return self.heads(z)
         return {task: head(z) for task, head in self.heads.items()}
 
     def shared_parameters(self) -> Iterator[nn.Parameter]:

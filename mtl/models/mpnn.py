@@ -24,10 +24,16 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from mtl.models.rnn_cells import GRU, LSTM
+
 # torch_geometric is imported lazily: importing it loads pandas (PyG 2.8's ``llm`` package), and ``import
 # mtl`` must not (DESIGN §1). Building the MPNN or a QM9 batch does import it.
 
 CONV_IMPLEMENTATIONS = ("factorized", "pyg")
+RNN_IMPLEMENTATIONS = ("cell", "fused")
+"""``cell``: the GRU and Set2Set's LSTM as cell equations (:mod:`mtl.models.rnn_cells`), which vmap batches on
+every backend; ``fused``: torch's ``nn.GRU``/``nn.LSTM`` (cuDNN on CUDA, whose backward vmap cannot batch).
+Same parameters, names and initial values either way."""
 
 
 def group_by_source(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor, int]:
@@ -156,10 +162,13 @@ class MPNNEncoder(nn.Module):
         steps: int = 3,
         set2set_steps: int = 3,
         conv: str = "factorized",
+        rnn: str = "cell",
     ) -> None:
         super().__init__()
         if conv not in CONV_IMPLEMENTATIONS:
             raise ValueError(f"unknown conv '{conv}'; valid: {', '.join(CONV_IMPLEMENTATIONS)}")
+        if rnn not in RNN_IMPLEMENTATIONS:
+            raise ValueError(f"unknown rnn '{rnn}'; valid: {', '.join(RNN_IMPLEMENTATIONS)}")
         if steps < 1 or set2set_steps < 1 or dim < 1:
             raise ValueError("dim, steps and set2set_steps must be >= 1")
         self.dim = dim
@@ -178,6 +187,9 @@ class MPNNEncoder(nn.Module):
         self.conv = conv_cls(dim, dim, edge_net, aggr="mean")
         self.gru = nn.GRU(dim, dim)
         self.set2set = Set2Set(dim, processing_steps=set2set_steps)
+        if rnn == "cell":  # the same initial weights (copied), computed by cell equations that vmap batches
+            self.gru = GRU.from_torch(self.gru)
+            self.set2set.lstm = LSTM.from_torch(self.set2set.lstm)
         self.lin1 = nn.Linear(2 * dim, dim)
 
     def forward(self, data: Any) -> Tensor:

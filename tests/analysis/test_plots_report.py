@@ -105,7 +105,7 @@ def test_html_report_is_self_contained(study, figures, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     images = re.findall(r'<img [^>]*src="([^"]+)"', text)
-    assert len(images) == len(EXPECTED_FILES)
+    assert len(images) == len(EXPECTED_FILES) + 2  # + the fair comparison's two figures (analysis.fair_plots)
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(?!data:)', text)  # no external images, scripts or stylesheets
     for needle in (
@@ -125,7 +125,8 @@ def test_markdown_report(study, figures, tmp_path):
     assert text.startswith("# Study report — fixture")
     assert "| 1 | db_mtl | 3 | **0.850 ± 0.050** |" in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
-    assert len(images) == len(EXPECTED_FILES) and all(i.startswith("data:image/png;base64,") for i in images)
+    assert len(images) == len(EXPECTED_FILES) + 2  # + the fair comparison's two figures
+    assert all(i.startswith("data:image/png;base64,") for i in images)
 
 
 def test_cli_tables_and_compare(study_path, capsys):

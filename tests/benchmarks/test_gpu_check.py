@@ -26,7 +26,9 @@ def _positive(x) -> bool:
 
 
 def _check_step_section(section: dict, methods, modes, pairs) -> None:
-    assert section["methods"] == list(methods) and section["modes"] == list(modes)
+    skipped = section.get("skipped", {})
+    assert section["methods"] == [m for m in methods if m not in skipped] and section["modes"] == list(modes)
+    methods = section["methods"]
     assert set(section["step_s"]) == set(methods)
     for m in methods:
         assert set(section["step_s"][m]) == set(modes)
@@ -77,6 +79,16 @@ def test_qm9_sections_structure_and_consistent_numbers(qm9_run):
     # IGBv2 is timed in its actor phase with its SAC burst amortised
     assert all(_positive(s["step_s"]["igbv2"][mode]["sac_burst_s"]) for mode in EXACT_MODES)
     assert any("db_mtl/ew" in line for line in lines)
+    # the T-VJP floor and its terms, DB-MTL against it, and the operators of every method's step
+    f = s["tvjp_floor"]
+    assert f["tasks"] == 11 and _positive(f["forward_s"]) and _positive(f["backward_s"])
+    assert f["floor"] == pytest.approx(
+        (f["forward_s"] + 11 * f["backward_s"]) / (f["forward_s"] + f["backward_s"])
+    )
+    assert f["db_mtl_over_floor"] == pytest.approx(s["ratios"]["fastest"]["db_mtl/ew"] / f["floor"])
+    assert set(s["ops_per_step"]) == set(s["methods"])
+    assert s["ops_per_step"]["db_mtl"]["ops"] > s["ops_per_step"]["ew"]["ops"] > 0
+    assert "famo" in s["methods"] and "upgrad" in s["methods"]  # the 2024-26 methods are timed too
 
 
 def test_consistency_check_catches_inconsistent_numbers(qm9_run):
@@ -105,6 +117,24 @@ def test_nyuv2_fixture_is_read_by_the_dataset(tmp_path):
     images, targets = next(iter(data.loader("train", 2, shuffle=False, seed=0, epoch=0)))
     assert tuple(images.shape) == (2, 3, 16, 24)
     assert set(targets) == set(data.task_names)
+
+
+def test_a_method_that_cannot_be_built_is_skipped_with_its_reason(monkeypatch):
+    import mtl.methods
+    from mtl.errors import ConfigError
+
+    original = mtl.methods.build_method
+
+    def no_nash(name, tasks, **kw):
+        if name == "nash_mtl":
+            raise ConfigError("nash_mtl needs the optional cvxpy")
+        return original(name, tasks, **kw)
+
+    monkeypatch.setattr(mtl.methods, "build_method", no_nash)
+    ok, skipped = gpu_check.buildable(["ew", "nash_mtl", "db_mtl"], [f"t{i}" for i in range(3)])
+    assert ok == ["ew", "db_mtl"] and skipped == {
+        "nash_mtl": "ConfigError: nash_mtl needs the optional cvxpy"
+    }
 
 
 def test_bad_arguments_fail_before_any_work(tmp_path):
@@ -143,6 +173,7 @@ def test_full_small_run(tmp_path):
     )
     g = out["goals"]
     assert g["qm9_db_mtl_over_ew"]["measured"] == out["qm9_step"]["ratios"]["fastest"]["db_mtl/ew"]
-    assert g["nyuv2_db_mtl_over_ew"]["measured"] == n["ratios"]["fastest"]["db_mtl/ew"]
-    assert g["packed_over_alone"]["measured"] == p["packed_over_alone"]
+    assert g["nyuv2_db_mtl_over_floor"]["measured"] == n["tvjp_floor"]["db_mtl_over_floor"]
+    assert g["packed_molecules_per_s"]["measured"] == p["packed"]["molecules_per_s"]
+    assert g["qm9_ew_step_ms"]["target_at_most"] == 10.0
     assert all(v["met"] is None for v in g.values())  # no verdict from a CPU run

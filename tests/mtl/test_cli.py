@@ -46,3 +46,24 @@ def test_methods_listing(capsys):
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     assert "max_norm" in out and "alpha_strategy='max'" in out and "db_mtl" in out
+
+
+def test_every_method_has_one_line_and_its_paper_in_the_listing_and_the_readme(capsys):
+    from pathlib import Path
+
+    from mtl.aggregators import AGGREGATORS
+    from mtl.balancers import BALANCERS
+    from mtl.method_papers import METHOD_PAPERS
+
+    names = set(BALANCERS.names()) | set(AGGREGATORS.names())
+    assert names == set(METHOD_PAPERS), names ^ set(METHOD_PAPERS)
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in names:
+        what, paper = METHOD_PAPERS[name]
+        assert f"  {name:<12} {what} [{paper}]" in out
+    assert "weight.<task>=1.0" in out  # static's per-task weights, as they are written
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `")]
+    missing = [n for n in sorted(names - {"sum"}) if not any(f"`{n}`" in row.split("|")[1] for row in rows)]
+    assert not missing, f"methods missing from the README's tables: {missing}"

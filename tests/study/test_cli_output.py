@@ -50,6 +50,20 @@ def test_the_summary_says_what_delta_p_is_measured_against(monkeypatch):
     assert "the study's train.reference" in reference_lines(study, ["synthetic"])[0]
 
 
+def test_a_study_whose_every_trial_failed_exits_non_zero(monkeypatch):
+    trials = pd.DataFrame({"dataset": ["synthetic"] * 2, "status": ["failed"] * 2, "wall_time": [1.0, 1.0],
+                           "time_total": [1.0, 1.0]})  # fmt: skip
+    monkeypatch.setattr("study.runner.load_trials", lambda location: trials)
+    monkeypatch.setattr("study.runner.describe_best", lambda t: [])
+    report = SimpleNamespace(study="s", location="/x", interrupted=False, wall_time=1.0, ray_start_time=0.1,
+                             epochs_path="/x/epochs", trials_path="/x/trials")  # fmt: skip
+    printed: list[str] = []
+    assert cli._print_report(report, printer=printed.append) == 1
+    assert any("every trial failed (2)" in line for line in printed), printed
+    trials.loc[0, "status"] = "completed"  # one trial trained: a success
+    assert cli._print_report(report, printer=printed.append) == 0
+
+
 def test_status_rounds_delta_p(monkeypatch, capsys):
     study = SimpleNamespace(
         name="s",

@@ -276,9 +276,12 @@ MINIMAL = "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 2}\n"
     [
         (
             "datasets: [{name: synthetic, kwargs: {n_train: -5}}]",
-            "datasets[0]: synthetic n_train must be >= 1",
+            "datasets[0]: synthetic n_train must be in [1, 10,000,000]",
         ),
-        ("datasets: [{name: synthetic, kwargs: {num_tasks: 0}}]", "synthetic num_tasks must be >= 1, got 0"),
+        (
+            "datasets: [{name: synthetic, kwargs: {num_tasks: 0}}]",
+            "synthetic num_tasks must be in [1, 1000], got 0",
+        ),
         ("datasets: [{name: synthetic, kwargs: {noise: [1]}}]", "synthetic noise must be a number, got [1]"),
         ("datasets: [{name: synthetic, kwargs: {scales: [1, 2]}}]", "scales must be 3 positive numbers"),
         ("datasets: [{name: qm9, kwargs: {graph: bonds}}]", "qm9 graph must be 'complete' or 'bond'"),
@@ -294,7 +297,10 @@ MINIMAL = "datasets: [synthetic]\nmethods: [ew]\ntrain: {epochs: 2}\n"
             "train.architecture: synthetic supports architectures: hps",
         ),
         ("space: {model.hidden: {choice: [8, 0]}}", "space.model.hidden: synthetic model argument hidden"),
-        ("space: {dataset.n_val: {int: [0, 9]}}", "space.dataset.n_val: synthetic n_val must be >= 1, got 0"),
+        (
+            "space: {dataset.n_val: {int: [0, 9]}}",
+            "space.dataset.n_val: synthetic n_val must be in [1, 10,000,000], got 0",
+        ),
         ("space: {architecture: {choice: [hps, mtan]}}", "space.architecture: synthetic supports"),
     ],
 )
@@ -394,7 +400,7 @@ def test_a_study_that_fails_validation_starts_nothing(tmp_path, capsys):
     path.write_text(MINIMAL.replace("[synthetic]", "[{name: synthetic, kwargs: {n_train: -5}}]"))
     storage = tmp_path / "results"
     assert main(["run", str(path), "--storage", str(storage)]) == 2
-    assert "datasets[0]: synthetic n_train must be >= 1, got -5" in capsys.readouterr().err
+    assert "datasets[0]: synthetic n_train must be in [1, 10,000,000], got -5" in capsys.readouterr().err
     assert not storage.exists() and not ray.is_initialized()
 
 

@@ -13,9 +13,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from mtl.checks import check_choice
+from mtl.checks import check_architecture, check_choice
 from mtl.data.base import MTLDataset, TaskSpec, TrainDefaults, epoch_order
 from mtl.data.qm9.batching import make_batch, select_split
 from mtl.data.qm9.constants import (
@@ -35,7 +34,11 @@ from mtl.data.qm9.split import split_of_rank, split_permutation
 from mtl.data.qm9.store import CacheError, MoleculeStore, default_cache_dir, file_lock, load_cache, save_cache
 from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError
+from mtl.models.base import MultiTaskModel
+from mtl.models.heads import LinearHeads
 from mtl.models.hps import HPS
+from mtl.models.moe import MOE_ARCHITECTURES, MOE_ARGUMENTS, build_moe_model, moe_arguments
+from mtl.models.moe_experts import MPNNFamily
 from mtl.models.mpnn import CONV_IMPLEMENTATIONS, MPNNEncoder
 
 
@@ -62,8 +65,8 @@ class QM9Dataset(MTLDataset):
         scheduler_kwargs={"factor": 0.7, "patience": 5, "min_lr": 1e-5},
         epochs=300,
     )
-    architectures = ("hps",)
-    model_arguments = ("dim", "steps", "set2set_steps", "conv")
+    architectures = ("hps", *MOE_ARCHITECTURES)
+    model_arguments = ("dim", "steps", "set2set_steps", "conv", *MOE_ARGUMENTS)
 
     def __init__(
         self,
@@ -126,10 +129,13 @@ class QM9Dataset(MTLDataset):
     @classmethod
     def check_model_arguments(cls, architecture: str, kwargs: Mapping[str, Any]) -> None:
         super().check_model_arguments(architecture, kwargs)
-        for key in ("dim", "steps", "set2set_steps"):
+        moe_arguments(cls.name, architecture, kwargs)
+        for key, limit in (("dim", 4096), ("steps", 100), ("set2set_steps", 100)):
             value = kwargs.get(key, 1)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"qm9 model argument {key} must be an integer >= 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+                raise ConfigError(
+                    f"qm9 model argument {key} must be an integer in [1, {limit}], got {value!r}"
+                )
         if kwargs.get("conv", "factorized") not in CONV_IMPLEMENTATIONS:
             valid = ", ".join(CONV_IMPLEMENTATIONS)
             raise ConfigError(f"qm9 model argument conv must be one of {valid}, got {kwargs['conv']!r}")
@@ -243,28 +249,39 @@ class QM9Dataset(MTLDataset):
 
         return QM9DeviceBatches(self.splits, self._z, TASKS, self.graph, device)
 
-    def build_model(self, architecture: str = "hps", **kwargs: Any) -> HPS:
+    def build_model(self, architecture: str = "hps", **kwargs: Any) -> MultiTaskModel:
         """HPS over the Gilmer MPNN (:class:`mtl.models.mpnn.MPNNEncoder`) with 11 ``Linear(dim, 1)``
-        heads. Model kwargs: ``dim`` (64), ``steps`` (3), ``set2set_steps`` (3), ``conv``
-        (``factorized`` | ``pyg``)."""
+        heads, or a MoE architecture (:mod:`mtl.models.moe`) whose experts are copies of that MPNN.
+        Model kwargs: ``dim`` (64), ``steps`` (3), ``set2set_steps`` (3), ``conv`` (``factorized`` |
+        ``pyg``), and the MoE arguments (:data:`mtl.models.moe.MOE_ARGUMENTS`)."""
         self.check_model_arguments(architecture, kwargs)
-        dim = int(kwargs.get("dim", 64))
+        architecture = check_architecture(self.name, architecture, self.architectures)
+        dim = int(kwargs.pop("dim", 64))
+        encoder_kwargs = {
+            "num_node_features": NUM_NODE_FEATURES,
+            "num_edge_features": NUM_EDGE_FEATURES,
+            "dim": dim,
+            "steps": int(kwargs.pop("steps", 3)),
+            "set2set_steps": int(kwargs.pop("set2set_steps", 3)),
+            "conv": str(kwargs.pop("conv", "factorized")),
+        }
         try:
-            encoder = MPNNEncoder(
-                NUM_NODE_FEATURES,
-                NUM_EDGE_FEATURES,
-                dim=dim,
-                steps=int(kwargs.get("steps", 3)),
-                set2set_steps=int(kwargs.get("set2set_steps", 3)),
-                conv=str(kwargs.get("conv", "factorized")),
-            )
+            if architecture in MOE_ARCHITECTURES:
+                heads = {t: nn.Linear(dim, 1) for t in TASKS}
+                family = MPNNFamily(**encoder_kwargs)
+                return build_moe_model(architecture, family, heads, dataset=self.name, **kwargs)
+            encoder = MPNNEncoder(**encoder_kwargs)
         except ValueError as exc:
             raise ConfigError(f"qm9 model: {exc}") from exc
-        return HPS(encoder, {t: nn.Linear(dim, 1) for t in TASKS})
+        # the 11 Linear(dim, 1) heads stacked into one layer (one kernel; the same initial weights)
+        return HPS(encoder, LinearHeads(TASKS, dim, 1))
 
     def losses(self, preds: Mapping[str, Tensor], targets: Mapping[str, Tensor]) -> Tensor:
-        """MSE per target on z-scored targets, [11] in :data:`TASKS` order."""
-        return torch.stack([F.mse_loss(preds[t].reshape(-1), targets[t].reshape(-1)) for t in TASKS])
+        """MSE per target on z-scored targets, [11] in :data:`TASKS` order: one ``[B, 11]`` difference and
+        one mean over the batch (a handful of kernels, where a loss per task took four each)."""
+        pred = torch.cat([preds[t].reshape(-1, 1) for t in TASKS], dim=1)
+        target = torch.stack([targets[t].reshape(-1) for t in TASKS], dim=1)
+        return (pred - target.to(pred.dtype)).square().mean(dim=0)
 
     def metric_accumulator(self) -> QM9MAE:
         return QM9MAE(TASKS, self.target_std)

@@ -12,8 +12,8 @@ from mtl.errors import ConfigError
 @pytest.mark.parametrize(
     ("name", "kwargs", "expected"),
     [
-        ("synthetic", {"n_train": -5}, "synthetic n_train must be >= 1, got -5"),
-        ("synthetic", {"num_tasks": 0}, "synthetic num_tasks must be >= 1, got 0"),
+        ("synthetic", {"n_train": -5}, "synthetic n_train must be in [1, 10,000,000], got -5"),
+        ("synthetic", {"num_tasks": 0}, "synthetic num_tasks must be in [1, 1000], got 0"),
         ("synthetic", {"n_val": 2.5}, "synthetic n_val must be an integer, got 2.5"),
         ("synthetic", {"n_val": True}, "synthetic n_val must be an integer, got True"),
         ("synthetic", {"noise": "loud"}, "noise must be a number, got the string 'loud'"),
@@ -54,8 +54,10 @@ def test_good_arguments_pass_with_numbers_spelled_as_strings():
     [
         ("synthetic", "hps", {"hiddn": 8}, "unknown model argument(s) ['hiddn'] for synthetic (did you mean "
                                           "'hidden'?); valid: hidden"),
-        ("synthetic", "mtan", {}, "synthetic supports architectures: hps; got 'mtan'"),
-        ("synthetic", "hps", {"hidden": 0}, "synthetic model argument hidden must be an integer >= 1"),
+        ("synthetic", "mtan", {}, "synthetic supports architectures: hps, mmoe, cgc, ple, dselect_k; got "
+                                  "'mtan'"),
+        ("synthetic", "hps", {"hidden": 0}, "synthetic model argument hidden must be an integer in [1, "
+                                            "65,536]"),
         ("qm9", "hps", {"dims": 64}, "for qm9 (did you mean 'dim'?); valid: conv, dim, set2set_steps, steps"),
         ("qm9", "hps", {"conv": "gcn"}, "qm9 model argument conv must be one of factorized, pyg"),
         ("nyuv2", "unet", {}, "nyuv2 supports architectures: hps, cross_stitch, mtan, segnet, segnet_mtan"),
