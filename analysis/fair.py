@@ -45,7 +45,7 @@ from analysis.bootstrap import (
     t_interval,
 )
 from analysis.identity import EW, methods_with
-from analysis.load import FALLBACK, Selection, Study, best_config, eligible_trials, select
+from analysis.load import Selection, Study, select
 from analysis.table_model import LEGEND, RUNNING_FLAG, STOPPED_FLAG, Cell, Column, Row, Table
 
 PAPER_DEFAULT = "paper_default"
@@ -80,15 +80,7 @@ def per_seed(trials: pd.DataFrame, column: str) -> dict[int, float]:
 def select_default(trials: pd.DataFrame, dataset: str, method: str) -> Selection | None:
     """The paper-default configuration of ``method`` on ``dataset`` (its ``paper_default`` rows, eligible as
     in :mod:`analysis.load`), or None when it has none."""
-    mine = trials[(trials["dataset"] == dataset) & (trials["method"] == method)]
-    mine = mine[paper_default_rows(mine)]
-    pool, fallback = eligible_trials(mine), False
-    if pool.empty:
-        pool, fallback = eligible_trials(mine, FALLBACK), True
-    if pool.empty:
-        return None
-    chosen = best_config(pool)
-    return Selection(dataset, method, str(chosen["config"].iloc[0]), chosen, fallback)
+    return select(trials, dataset, method, restrict=paper_default_rows)
 
 
 @dataclass(frozen=True)

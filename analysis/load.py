@@ -27,7 +27,7 @@ across the seeds of one configuration), else by its ``hp/*`` values.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,12 +289,20 @@ class Selection:
         return bool((self.trials["status"] == "running").any())
 
 
-def select(trials: pd.DataFrame, dataset: str, method: str) -> Selection | None:
+def select(
+    trials: pd.DataFrame,
+    dataset: str,
+    method: str,
+    restrict: Callable[[pd.DataFrame], pd.Series] | None = None,
+) -> Selection | None:
     """The best configuration of ``method`` on ``dataset`` and its trials, or None if it has no eligible
-    trial (not even a stopped one)."""
+    trial (not even a stopped one). ``restrict``: a row mask over the method's trials to choose among (e.g.
+    its paper-default rows, :func:`analysis.fair.select_default`)."""
     if trials.empty:
         return None
     mine = trials[(trials["dataset"] == dataset) & (trials["method"] == method)]
+    if restrict is not None:
+        mine = mine[restrict(mine)]
     if CONFIG not in mine.columns:
         mine = with_config(mine)
     pool, fallback = eligible_trials(mine), False

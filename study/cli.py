@@ -164,6 +164,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     for line in health(location):  # rows lost or orphaned: said, with what to do
         print(f"  warning: {line}")
+    from study.heartbeat import driver_warning
+
+    running = int((trials["status"] == "running").sum()) if not trials.empty else 0
+    detached = driver_warning(location, running)
+    if detached is not None:
+        print(f"  warning: {detached}")
     if trials.empty:
         print("  no trial has written results yet")
     else:
@@ -178,6 +184,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     failed = trials[trials["status"] == "failed"] if not trials.empty else trials
     for _, row in failed.iterrows():
         print(f"  failed {row['dataset']}/{row['method']} {row['trial_id']}: {row['error']}")
+    for line in attempt_lines(trials):
+        print(line)
     best = describe_best(trials)
     for line in best:
         print(line)
@@ -185,6 +193,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         for line in reference_lines(study, sorted(trials["dataset"].unique())):
             print(line)
     return 0
+
+
+def attempt_lines(trials: Any) -> list[str]:
+    """Every earlier attempt of every retried trial: its node, start, end, epochs and why it ended."""
+    from study.results import trial_attempts
+
+    if trials.empty or "attempts" not in trials.columns:
+        return []
+    lines = []
+    for _, row in trials.iterrows():
+        attempts = trial_attempts(row)
+        if not attempts:
+            continue
+        lines.append(
+            f"  {row['dataset']}/{row['method']} {row['trial_id']}: {len(attempts)} earlier attempt(s), now "
+            f"{row['status']} on node {str(row.get('node_id') or '?')[:12]}"
+        )
+        for k, a in enumerate(attempts, start=1):
+            lines.append(
+                f"    attempt {k}: node {str(a.get('node_id') or '?')[:12]} ({a.get('host') or '?'}), "
+                f"{a.get('started_at')} → {a.get('ended_at')}, {a.get('epochs')} epoch(s): {a.get('reason')}"
+            )
+    return lines
 
 
 def _percent(value: Any) -> str:

@@ -496,8 +496,13 @@ class ResultsWriter:
         started_at: _dt.datetime | None = None,
         ended_at: _dt.datetime | None = None,
         train_config: Mapping[str, Any] | None = None,
+        attempts: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """Write (or overwrite) the trial's ``trials/`` row.
+
+        ``attempts``: the trial's earlier attempts that ended without finishing it (each ``node_id``,
+        ``host``, ``started_at``, ``ended_at``, ``epochs`` and ``reason``), stored as a JSON list in the
+        ``attempts`` column (:func:`trial_attempts` reads it back); ``restarts`` is their number.
 
         The metric columns come from ``summary`` if given, else from :func:`summarize_records` of ``records``.
         ``ended_at`` defaults to now for an ended status (completed, stopped, failed) and is null while the
@@ -537,6 +542,7 @@ class ResultsWriter:
                 pa.string(),
                 None if train_config is None else json.dumps(train_config, sort_keys=True),
             ),
+            ("attempts", pa.string(), json.dumps(list(attempts), default=str) if attempts else None),
         ]
         fixed = {name for name, _, _ in cols}
         for key in sorted(summary):
@@ -678,6 +684,14 @@ class ResultsWriter:
         row = rows[0]
         row.update(dataset=dataset, method=method)
         return row
+
+
+def trial_attempts(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The earlier attempts a ``trials/`` row records (empty for a trial that ran once, or an older row)."""
+    text = row.get("attempts")
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return []
+    return list(json.loads(text))
 
 
 def _absorb_identity(

@@ -45,7 +45,7 @@ from study.faults import (
     specs_for,
 )
 from study.layout import DEFAULT_KEY
-from study.results import ResultsWriter, TrialInfo, resolve_storage
+from study.results import ResultsWriter, TrialInfo, resolve_storage, trial_attempts
 from study.space import apply_hparams, destination
 
 NONFINITE_PREFIX = "non-finite metric"
@@ -254,6 +254,46 @@ def fingerprint(train_config: Mapping[str, Any]) -> str:
     return json.dumps(train_config, sort_keys=True, default=str)
 
 
+def earlier_attempts(prior: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The attempts a trial made before this one, from its stored row: those it recorded, plus the attempt
+    that wrote the row if it did not finish the trial (its row still says ``running``: its process or node
+    was lost, or the driver died; ``failed``: retried with ``--retry-errored``). Empty for a first attempt
+    and for a trial whose row already says it completed."""
+    if not prior:
+        return []
+    attempts = trial_attempts(prior)
+    status = prior.get("status")
+    if status in ("running", "failed", "stopped"):
+        epochs = int(prior.get("epochs_done") or 0)
+        reason = (
+            prior.get("error")
+            or (
+                f"no result after epoch {epochs} (0-based {epochs - 1})"
+                if epochs
+                else "no result before its first epoch ended"
+            )
+            + ": its process, its node or the driver was lost"
+        )
+        attempts.append(
+            {
+                "node_id": prior.get("node_id"),
+                "host": prior.get("host"),
+                # a retry's own start is not stored: it began once the attempt before it was lost
+                "started_at": attempts[-1]["ended_at"] if attempts else _iso(prior.get("started_at")),
+                "ended_at": _iso(prior.get("updated_at")),
+                "epochs": epochs,
+                "reason": str(reason),
+            }
+        )
+    return attempts
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     """The function trainable (wrapped with ``tune.with_parameters(run_trial, settings=...)``)."""
     import torch
@@ -286,6 +326,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     ):
         raise NonFiniteMetricError(f"{prior['error']} (recorded by an earlier attempt; not retried)")
 
+    attempts = earlier_attempts(prior)  # a retried or resumed trial keeps the trace of each attempt
     config_dict = build_train_config(s, hparams, seed)
     trainer = Trainer(TrainConfig.from_dict(config_dict))
     info = trial_info(s, trial_id, seed, hparams, trainer.higher_is_better, bool(config.get(DEFAULT_KEY)))
@@ -309,6 +350,9 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     # rows of epochs beyond the resumed state come from an attempt that will be redone: drop them
     writer.delete_epochs(s.dataset, s.method, trial_id, from_epoch=trainer.epoch)
     started_at = _dt.datetime.fromisoformat(meta["started_at"])
+    if attempts:  # the trial started with its first attempt, wherever that one ran
+        started_at = min(started_at, _dt.datetime.fromisoformat(str(attempts[0]["started_at"])))
+    meta["restarts"] = len(attempts)
     max_epochs = int(trainer.config.epochs)
     resolved = trainer.config.to_dict()
 
@@ -329,6 +373,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
             node_id=node_id,
             started_at=started_at,
             train_config=resolved,
+            attempts=attempts,
         )
 
     def fail_nonfinite(reason: str) -> None:

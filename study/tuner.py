@@ -35,7 +35,7 @@ from study.compact import compact_ended_trial
 from study.layout import EXPERIMENT, experiment_path, tune_root
 from study.loggers import logger_callbacks
 from study.progress import ProgressPrinter, StudyProgress, fmt_delta
-from study.results import ResultsWriter, TrialInfo, storage_uri
+from study.results import ResultsWriter, TrialInfo, storage_uri, trial_attempts
 from study.scheduler import StudyScheduler
 from study.schema import Group, Study
 from study.searcher import DEFAULT_KEY, GROUP_KEY, GroupSearch, StudySearcher, config_key
@@ -225,9 +225,23 @@ class StudyCallback(tune.Callback):
         self.storage = storage_uri(study.storage)
         self._printer: ProgressPrinter | None = None
         self._seen: set[str] = set()
+        self._beat_at = 0.0  # monotonic time of the driver's last heartbeat (study.heartbeat)
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: no stream, no live state
-        return {**self.__dict__, "_printer": None, "_seen": set()}
+        return {**self.__dict__, "_printer": None, "_seen": set(), "_beat_at": 0.0}
+
+    def _heartbeat(self) -> None:
+        """Say the driver is alive (``<study>/driver.json``, every :data:`study.heartbeat.BEAT_S` s)."""
+        import time
+
+        from study import heartbeat
+
+        if time.monotonic() - self._beat_at >= heartbeat.BEAT_S:
+            self._beat_at = time.monotonic()
+            try:
+                heartbeat.beat(f"{self.storage.rstrip('/')}/{self.study.name}")
+            except OSError:
+                pass  # a storage hiccup must not stop the study; the next beat tries again
 
     # -- progress --------------------------------------------------------------------------------------
     @property
@@ -247,6 +261,7 @@ class StudyCallback(tune.Callback):
         self.printer.line(f"[{self._label(trial)}] {trial.trial_id} {text}")
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        self._heartbeat()
         progress = self.printer.progress
         for trial in trials:  # trials of an earlier run (restored) and trials not seen yet
             if trial.trial_id in self._seen or GROUP_KEY not in trial.config:
@@ -362,6 +377,7 @@ class StudyCallback(tune.Callback):
             "started_at",
             "updated_at",
             "train_config",
+            "attempts",
         }
         summary = {k: v for k, v in row.items() if k not in fixed and not k.startswith("hp/")}
         writer.write_trial(
@@ -377,6 +393,7 @@ class StudyCallback(tune.Callback):
             node_id=row.get("node_id"),
             started_at=row.get("started_at"),
             train_config=json.loads(row["train_config"]) if row.get("train_config") else None,
+            attempts=trial_attempts(row),
         )
 
     def _compact(self, trial: Any) -> None:
@@ -413,9 +430,18 @@ class StudyCallback(tune.Callback):
         self._line(trial, f"FAILED: {error}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._line(trial, f"crashed; retrying from its last checkpoint: {_error_text(trial)}")
+        # Tune's public Trial.checkpoint: the last one the trial reported (None before its first epoch)
+        where = (
+            "its last checkpoint"
+            if getattr(trial, "checkpoint", None) is not None
+            else "epoch 1 (no checkpoint yet)"
+        )
+        self._line(trial, f"crashed; retrying from {where}: {_error_text(trial)}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        from study import heartbeat
+
+        heartbeat.stop(f"{self.storage.rstrip('/')}/{self.study.name}")
         writer = self._writer()
         known = {t.trial_id for t in trials}
         for group in self.groups.values():

@@ -228,5 +228,10 @@ def test_worker_node_removed_mid_study(tmp_path, monkeypatch):
     assert (trials["status"] == "completed").all()
     moved = trials.set_index("trial_id").loc[removed["trial_id"]]
     assert moved["restarts"] >= 1 and moved["node_id"] != worker.node_id  # finished on the head node
+    from study.results import trial_attempts
+
+    attempts = trial_attempts(moved)  # the lost attempt is on record: the removed node, and why it ended
+    assert len(attempts) == moved["restarts"] and attempts[0]["node_id"] == worker.node_id
+    assert "lost" in attempts[0]["reason"] or attempts[0]["reason"]
     last = epochs[(epochs["trial_id"] == removed["trial_id"]) & (epochs["epoch"] == 3)].iloc[0]
     assert last["node_id"] != worker.node_id
