@@ -68,9 +68,9 @@ class Study:
 
     def reference_label(self, dataset: str) -> str:
         """What ``dataset``'s Δp/Δm are measured against (every table says it)."""
-        from analysis.reference import PAPER_LABEL
+        from analysis.reference import paper_label
 
-        return self.reference_labels.get(dataset, PAPER_LABEL)
+        return self.reference_labels.get(dataset, paper_label(dataset))
 
     @property
     def epochs(self) -> pd.DataFrame:

@@ -58,6 +58,17 @@ def reference_lines(study: Any, datasets: list[str]) -> list[str]:
     return lines
 
 
+def _first_trial_delay(trials: Any, started_at: Any) -> float | None:
+    """Seconds from the run's start to the first trial this run started (None when unknown)."""
+    import pandas as pd
+
+    if started_at is None or trials.empty or "started_at" not in trials.columns:
+        return None
+    starts = pd.to_datetime(trials["started_at"], utc=True, errors="coerce").dropna()
+    starts = starts[starts >= pd.Timestamp(started_at)]
+    return None if starts.empty else float((starts.min() - pd.Timestamp(started_at)).total_seconds())
+
+
 def _print_report(report, printer=print, study=None) -> int:
     from study.runner import budget_lines, describe_best, load_trials
 
@@ -77,6 +88,12 @@ def _print_report(report, printer=print, study=None) -> int:
                 f"  time inside trials {inside:.1f}s (training + evaluation {work:.1f}s); "
                 f"Ray start-up {report.ray_start_time:.1f}s"
             )
+            first = _first_trial_delay(trials, getattr(report, "started_at", None))
+            if first is not None:
+                printer(
+                    f"  the first trial started {first:.1f}s after the study did (Ray start-up "
+                    f"{report.ray_start_time:.1f}s, then Tune's start, worker processes and trial set-up)"
+                )
     printer("Parquet results (pandas.read_parquet / study.results.read_epochs):")
     printer(f"  epochs: {report.epochs_path}")
     printer(f"  trials: {report.trials_path}")

@@ -78,6 +78,11 @@ class StudyProgress:
         group.ended.pop(trial_id, None)  # a trial retried after a failure runs again
         group.running.setdefault(trial_id, int(epochs_done))
 
+    def waiting(self, label: str, trial_id: str) -> None:
+        """A trial crashed and waits to be retried: it holds no slot until it starts again (it counts as
+        pending), so the table never shows more trials running than the cluster runs."""
+        self.groups[label].running.pop(trial_id, None)
+
     def result(self, label: str, trial_id: str, epochs_done: int, best: float | None) -> None:
         group = self.groups[label]
         before = group.running.get(trial_id)

@@ -56,6 +56,9 @@ def quiet_ray() -> None:
     # it builds at the end (unused: results are in Parquet) warns about trials that never reported
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    # "ERROR tune_controller.py ... Trial task failed" and its traceback on every crash or lost node: the
+    # study prints its own line per failure (the trial's error) and records it; Ray's stays in its logs
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
 
 
 def trial_settings(study: Study, group: Group) -> TrialSettings:
@@ -436,6 +439,7 @@ class StudyCallback(tune.Callback):
             if getattr(trial, "checkpoint", None) is not None
             else "epoch 1 (no checkpoint yet)"
         )
+        self.printer.progress.waiting(self._label(trial), trial.trial_id)
         self._line(trial, f"crashed; retrying from {where}: {_error_text(trial)}")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

@@ -114,7 +114,9 @@ def test_tables_say_which_reference_they_use(path):
     assert stl.cells["test/t0/mae"].mean == pytest.approx(3.0)
     assert stl.cells["test/t1/mae"].mean == pytest.approx(10.0)
     paper = leaderboard(load_study(path), "synthetic")
-    assert any("published STL row" in n for n in paper.notes)
+    # synthetic data has no published row: the footnote names what `study run` names (issue 24, item 9)
+    assert any("each task's Bayes-optimal error" in n for n in paper.notes)
+    assert not any("published STL row" in n for n in paper.notes)
 
 
 def test_cli_reference_flag_and_missing_stl_runs(path, tmp_path, capsys):

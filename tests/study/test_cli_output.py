@@ -119,3 +119,30 @@ def test_reference_lines_name_the_published_table(tmp_path):
     assert "reference table 'qm9'" in line and "DB-MTL, Table 3" in line
     study.train.reference_table = "qm9_igb"
     assert "IGB" in reference_lines(study, ["qm9"])[0]
+
+
+def test_the_summary_accounts_for_the_time_before_the_first_trial(monkeypatch):
+    import datetime as dt
+
+    t0 = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.UTC)
+    starts = [pd.Timestamp(t0) + pd.Timedelta(seconds=s) for s in (21.5, 30)]
+    trials = pd.DataFrame({"dataset": ["synthetic"] * 2, "status": ["completed"] * 2, "wall_time": [1.0, 1.0],
+                           "time_total": [1.0, 1.0], "started_at": starts})  # fmt: skip
+    monkeypatch.setattr("study.runner.load_trials", lambda location: trials)
+    monkeypatch.setattr("study.runner.describe_best", lambda t: [])
+    report = SimpleNamespace(study="s", location="/x", interrupted=False, wall_time=60.0, ray_start_time=6.0,
+                             epochs_path="/x/epochs", trials_path="/x/trials", started_at=t0)  # fmt: skip
+    printed: list[str] = []
+    cli._print_report(report, printer=printed.append)
+    expected = "the first trial started 21.5s after the study did (Ray start-up 6.0s"
+    assert any(expected in line for line in printed)
+
+
+def test_rays_own_trial_failure_tracebacks_stay_off_the_console():
+    import logging
+
+    from study.tuner import quiet_ray
+
+    quiet_ray()
+    # the study prints one line per failed trial with its error; Ray's ERROR line and traceback are not shown
+    assert logging.getLogger("ray.tune.execution.tune_controller").getEffectiveLevel() > logging.ERROR

@@ -78,3 +78,15 @@ def test_terminal_redraws_in_place_and_plain_output_prints_periodically():
     text = plain_out.getvalue()
     assert "\x1b[" not in text
     assert text.count("study progress after") == 2 and "[g] a completed\n" in text
+
+
+def test_a_trial_waiting_for_its_retry_is_not_counted_as_running():
+    """On a node loss 12 trials showed as running on 8 slots: those waiting to be retried hold no slot."""
+    progress = StudyProgress({"g": 3}, max_epochs=4, clock=lambda: 0.0)
+    for t in ("a", "b"):
+        progress.started("g", t)
+    progress.waiting("g", "a")  # crashed; Tune will start it again
+    group = progress.groups["g"]
+    assert group.count("running") == 1 and group.count("pending") == 2
+    progress.started("g", "a", epochs_done=2)  # retried from its checkpoint
+    assert group.count("running") == 2 and group.count("pending") == 1
