@@ -191,7 +191,7 @@ class MPNNNodes(nn.Module):
         self.factorized = encoder.conv_impl == "factorized"
 
     def forward(self, h: Any, data: Any) -> Tensor:
-        from mtl.models.mpnn import group_by_source
+        from mtl.models.mpnn import batch_grouping, group_by_source
 
         x, edge_index, edge_attr = data.x, data.edge_index, data.edge_attr
         out = F.relu(self.lin0(x))
@@ -199,7 +199,7 @@ class MPNNNodes(nn.Module):
         extra: dict[str, Any] = {}
         if self.factorized:
             extra = {
-                "grouping": group_by_source(edge_index, x.shape[0]),
+                "grouping": batch_grouping(data) or group_by_source(edge_index, x.shape[0]),
                 "edge_hidden": self.conv.nn[:-1](edge_attr),
             }
         for _ in range(self.steps):

@@ -62,6 +62,15 @@ def group_by_source(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor,
     return order, slot_index, slot_dst, max_degree
 
 
+def batch_grouping(data: Any) -> tuple[Tensor, Tensor, Tensor, int] | None:
+    """The :func:`group_by_source` layout a QM9 batch carries when its builder made it
+    (:func:`mtl.data.qm9.batching.build_batch`, complete graphs), else None."""
+    max_degree = getattr(data, "group_max_degree", None)
+    if max_degree is None:
+        return None
+    return data.group_order, data.group_slot_index, data.group_slot_dst, int(max_degree)
+
+
 class FactorizedNNConv(nn.Module):
     """:class:`torch_geometric.nn.NNConv` (mean or sum aggregation, root weight, bias) whose edge network
     ends in a :class:`torch.nn.Linear` layer, evaluated without forming per-edge weight matrices.
@@ -198,7 +207,9 @@ class MPNNEncoder(nn.Module):
         out = F.relu(self.lin0(x))
         h = out.unsqueeze(0)
         if self.conv_impl == "factorized":
-            grouping = group_by_source(edge_index, x.shape[0])
+            grouping = batch_grouping(data)  # built with the batch (no host read), else here
+            if grouping is None:
+                grouping = group_by_source(edge_index, x.shape[0])
             hidden = self.conv.nn[:-1](edge_attr)  # the same for every step: compute it once
             for _ in range(self.steps):
                 m = F.relu(self.conv(out, edge_index, edge_attr, grouping=grouping, edge_hidden=hidden))

@@ -41,6 +41,7 @@ class BatchSizes:
     atoms: int
     bonds: int
     edges: int
+    max_atoms: int | None = None  # the largest molecule's atoms (complete graphs: degree + 1); None: unknown
 
 
 def _ranges(ptr: Tensor, idx: Tensor, lengths: Tensor, total: int) -> Tensor:
@@ -86,7 +87,8 @@ def make_batch(data: SplitData, idx: Tensor, graph: str = "complete") -> Any:
     n = data.atom_ptr[idx + 1] - data.atom_ptr[idx]
     nb = data.bond_ptr[idx + 1] - data.bond_ptr[idx]
     edges = n * (n - 1) if graph == "complete" else 2 * nb
-    return build_batch(data, idx, BatchSizes(int(n.sum()), int(nb.sum()), int(edges.sum())), graph)
+    sizes = BatchSizes(int(n.sum()), int(nb.sum()), int(edges.sum()), int(n.max()) if n.numel() else 0)
+    return build_batch(data, idx, sizes, graph)
 
 
 def build_batch(data: Any, idx: Tensor, sizes: BatchSizes, graph: str) -> Any:
@@ -129,7 +131,9 @@ def build_batch(data: Any, idx: Tensor, sizes: BatchSizes, graph: str) -> Any:
         ba = eptr[bond_graph] + b * deg_b + a - (a > b).long()
         attr[ab, btype] = 1.0
         attr[ba, btype] = 1.0
+        grouping = _complete_grouping(row, col, j - (j > i).long(), sizes) if sizes.max_atoms else None
     else:
+        grouping = None
         off = ptr[bond_graph]
         row = torch.cat([off + a, off + b])
         col = torch.cat([off + b, off + a])
@@ -138,4 +142,21 @@ def build_batch(data: Any, idx: Tensor, sizes: BatchSizes, graph: str) -> Any:
         row, col, types = row[order], col[order], types[order]
         attr[torch.arange(sizes.edges, device=device), types] = 1.0
     attr[:, 4] = (pos[row] - pos[col]).norm(dim=-1)
-    return Batch(x=x, edge_index=torch.stack([row, col]), edge_attr=attr, batch=batch, ptr=ptr)
+    out = Batch(x=x, edge_index=torch.stack([row, col]), edge_attr=attr, batch=batch, ptr=ptr)
+    if grouping is not None:  # the MPNN's edge grouping, built here once per batch without a host read
+        out.group_order, out.group_slot_index, out.group_slot_dst = grouping
+        out.group_max_degree = sizes.max_atoms - 1
+    return out
+
+
+def _complete_grouping(row: Tensor, col: Tensor, rank: Tensor, sizes: BatchSizes) -> tuple[Tensor, ...]:
+    """:func:`mtl.models.mpnn.group_by_source` of a batch of complete graphs, from what the builder knows:
+    the edges are sorted by source (``order`` is the identity), each source's out-edges are its molecule's
+    other atoms in order (``rank``: the target's position among them) and the largest degree is
+    ``max_atoms − 1`` (a host number), so no value is read back from the device."""
+    max_degree = int(sizes.max_atoms or 0) - 1
+    order = torch.arange(sizes.edges, device=row.device)
+    slot_index = row * max_degree + rank
+    slot_dst = torch.full((sizes.atoms * max_degree,), sizes.atoms, dtype=torch.long, device=row.device)
+    slot_dst[slot_index] = col
+    return order, slot_index, slot_dst

@@ -126,7 +126,8 @@ class QM9DeviceBatches:
         per = [
             np.add.reduceat(v[o], starts) for v in (data.n_atoms, data.n_bonds, data.num_edges(self.graph))
         ]
-        return [BatchSizes(int(a), int(b), int(e)) for a, b, e in zip(*per, strict=True)]
+        largest = np.maximum.reduceat(data.n_atoms[o], starts)
+        return [BatchSizes(int(a), int(b), int(e), int(m)) for a, b, e, m in zip(*per, largest, strict=True)]
 
     def loader(
         self, split: str, batch_size: int, shuffle: bool, seed: int, epoch: int

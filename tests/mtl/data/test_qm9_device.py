@@ -129,3 +129,24 @@ def test_device_batches_default_and_errors(qm9, tiny_synthetic):
         Trainer(TrainConfig(dataset="synthetic", device="cpu", device_batches=True), dataset=tiny_synthetic)
     with pytest.raises(ConfigError, match="device_batches must be true, false or null"):
         TrainConfig.from_dict({"device_batches": "yes"})
+
+
+def test_batches_carry_the_mpnns_edge_grouping_built_without_a_host_read():
+    """Complete-graph batches of both loaders carry :func:`group_by_source`'s layout, equal to it, built
+    from host-side sizes (the MPNN no longer reads the degree and the sortedness back from the device)."""
+    import torch
+
+    from mtl.data import build_dataset
+    from mtl.models.mpnn import batch_grouping, group_by_source
+
+    data = build_dataset("qm9", limit=400, progress=False)
+    for loader in (data.loader, data.device_loader(torch.device("cpu")).loader):
+        for k, (batch, _) in enumerate(loader("train", 32, shuffle=True, seed=3, epoch=1)):
+            got, ref = batch_grouping(batch), group_by_source(batch.edge_index, batch.num_nodes)
+            assert got is not None and got[3] == ref[3]
+            assert all(torch.equal(a, b) for a, b in zip(got[:3], ref[:3]))
+            if k == 2:
+                break
+    bond = build_dataset("qm9", limit=400, graph="bond", progress=False)
+    batch, _ = next(iter(bond.loader("train", 32, shuffle=False, seed=0, epoch=0)))
+    assert batch_grouping(batch) is None  # bond graphs: grouped by the model, as before
