@@ -62,6 +62,15 @@ def weighted_sum(weights: Tensor, grads: Tensor) -> AggregationResult:
     return AggregationResult(shared=weights @ grads, task_weights=weights)
 
 
+def clip_norm(update: Tensor, max_norm: float) -> Tensor:
+    """``update`` scaled by ``max_norm / (‖update‖ + 1e-6)`` when that is below 1, as
+    ``torch.nn.utils.clip_grad_norm_`` does (Nash-MTL's and FairGrad's reference code clip their update so);
+    unchanged when ``max_norm`` is 0."""
+    if max_norm <= 0:
+        return update
+    return update * (max_norm / (update.norm() + 1e-6)).clamp(max=1.0)
+
+
 def require_losses(method: str, ctx: StepContext, num_tasks: int) -> Tensor:
     if ctx.losses is None:
         raise ValueError(f"{method} needs the raw losses in ctx.losses (mtl.step.backward fills them)")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtl.aggregators._common import check_choice, check_range, gramian
+from mtl.aggregators._common import check_choice, check_range, clip_norm, gramian
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -167,10 +167,7 @@ class FairGrad(Aggregator):
         w = torch.from_numpy(self.weights(gram)).to(grads.device, torch.float64)
         coefs = (num_tasks * w).to(grads.dtype)
         shared = coefs @ grads
-        if self.max_norm > 0:
-            norm = shared.norm()
-            # torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1
-            shared = shared * (self.max_norm / (norm + 1e-6)).clamp(max=1.0)
+        shared = clip_norm(shared, self.max_norm)
         return AggregationResult(shared=shared, task_weights=coefs)
 
     def get_extra_state(self) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtl.aggregators._common import gramian
+from mtl.aggregators._common import clip_norm, gramian
 from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
@@ -193,10 +193,7 @@ class NashMTL(Aggregator):
         self.step += 1
         weights = torch.from_numpy(np.array(alpha, dtype=np.float64)).to(grads.device, grads.dtype)
         shared = weights @ grads
-        if self.max_norm > 0:
-            norm = shared.norm()
-            # torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when that is < 1
-            shared = shared * (self.max_norm / (norm + 1e-6)).clamp(max=1.0)
+        shared = clip_norm(shared, self.max_norm)
         return AggregationResult(shared=shared, task_weights=weights)
 
     def __getstate__(self) -> dict:
