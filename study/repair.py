@@ -122,7 +122,8 @@ def health(location: str) -> list[str]:
     """What is missing from a study's results, in words (empty when nothing is): trials with epoch rows
     but no trial row, trials whose epoch rows are fewer than their row says ran. Unreadable files raise
     :class:`study.results.CorruptResultsError` (naming them) from the readers."""
-    epochs, trials = read_epochs(location), read_trials(location)
+    # the epoch rows' identity only: status and resume call this, and a study's metrics can be large
+    epochs, trials = read_epochs(location, columns=("trial_id", "epoch")), read_trials(location)
     problems = []
     with_epochs = set(epochs["trial_id"]) if not epochs.empty else set()
     with_rows = set(trials["trial_id"]) if not trials.empty else set()

@@ -784,7 +784,7 @@ def _vanished(exc: OSError) -> bool:
     return isinstance(exc, FileNotFoundError) or "no such file" in text or "does not exist" in text
 
 
-def _scan(fs: pafs.FileSystem, path: str) -> pa.Table | None:
+def _scan(fs: pafs.FileSystem, path: str, columns: Sequence[str] | None = None) -> pa.Table | None:
     keys = pa.schema([pa.field(key, pa.string()) for key in PARTITIONS])
     partitioning = ds.HivePartitioning(keys, segment_encoding="uri")
     options = ds.FileSystemFactoryOptions(partition_base_dir=path, partitioning=partitioning)
@@ -793,14 +793,16 @@ def _scan(fs: pafs.FileSystem, path: str) -> pa.Table | None:
     schema = factory.inspect(promote_options="permissive", fragments=None)
     if len(schema) == 0:
         return None
+    if columns is not None:  # a projection: only these columns are read from the files
+        return factory.finish(schema).to_table(columns=[c for c in columns if c in schema.names])
     return factory.finish(schema).to_table()
 
 
-def _scan_consistent(fs: pafs.FileSystem, path: str) -> pa.Table | None:
+def _scan_consistent(fs: pafs.FileSystem, path: str, columns: Sequence[str] | None = None) -> pa.Table | None:
     """One dataset scan of a table folder, started again if files vanished while it ran."""
     for attempt in range(READ_ATTEMPTS):
         try:
-            return _scan(fs, path)
+            return _scan(fs, path, columns)
         except OSError as exc:
             if attempt == READ_ATTEMPTS - 1 or not _vanished(exc):
                 raise
@@ -852,14 +854,17 @@ def unreadable_files(fs: pafs.FileSystem, path: str) -> dict[str, str]:
     return bad
 
 
-def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -> pd.DataFrame:
+def _read_table(
+    location: str, table: str, filesystem: pafs.FileSystem | None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     fs, path = resolve_storage(location, filesystem)
     if path.rstrip("/").rsplit("/", 1)[-1] != table:
         path = _join(path, table)
     if fs.get_file_info(path).type != pafs.FileType.Directory:
         return pd.DataFrame()
     try:
-        scanned = _scan_consistent(fs, path)
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *EPOCH_KEY, COMPACTED]))
+        scanned = _scan_consistent(fs, path, wanted)
     except (OSError, pa.ArrowInvalid) as exc:
         bad = unreadable_files(fs, path)
         if not bad:
@@ -867,7 +872,9 @@ def _read_table(location: str, table: str, filesystem: pafs.FileSystem | None) -
         raise CorruptResultsError(location.rstrip("/").removesuffix(f"/{table}"), table, bad) from exc
     if scanned is None:
         return pd.DataFrame()
-    frame = _fill_fair_columns(_one_row_per_epoch(scanned.to_pandas()))
+    frame = _one_row_per_epoch(scanned.to_pandas())
+    if columns is None:  # a projection reads only what it asked for
+        frame = _fill_fair_columns(frame)
     order = ["study", "trial_id", *PARTITIONS]
     sort = [c for c in ("dataset", "method", "trial_id", "epoch") if c in frame.columns]
     frame = frame[[c for c in order if c in frame.columns] + [c for c in frame.columns if c not in order]]
@@ -894,13 +901,16 @@ def _fill_fair_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def read_epochs(location: str, filesystem: pafs.FileSystem | None = None) -> pd.DataFrame:
+def read_epochs(
+    location: str, filesystem: pafs.FileSystem | None = None, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """All epoch rows of a study: ``location`` is the study folder (``<storage>/<study>``) or its
     ``epochs`` folder, local or a URI. One ``pyarrow.dataset`` scan reads per-epoch and compacted files
     alike; each (trial, epoch) appears once (the reader rule in the module docstring). Schemas of all
     files are unified (columns missing in a file are null), the partition keys ``dataset``/``method``
-    become string columns, rows are sorted by (dataset, method, trial_id, epoch)."""
-    return _read_table(location, EPOCHS_DIR, filesystem)
+    become string columns, rows are sorted by (dataset, method, trial_id, epoch). ``columns``: read only
+    these (with the row identity), e.g. to count a study's epoch rows without reading its metrics."""
+    return _read_table(location, EPOCHS_DIR, filesystem, columns)
 
 
 def read_trials(location: str, filesystem: pafs.FileSystem | None = None) -> pd.DataFrame:
