@@ -13,6 +13,7 @@ study once Ray is up (exit code 130).
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ class RunReport:
     wall_time: float
     ray_start_time: float = 0.0
     interrupted: bool = False
-    started_at: Any = None  # UTC datetime the run began (the first trial's delay is measured from it)
+    started_at: _dt.datetime | None = None  # when the run began (the first trial's delay is measured from it)
     groups: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -198,8 +199,6 @@ def run_study(
         )
     searcher = make_searcher(study)  # the search settings are checked before anything starts
     report = RunReport(study.name, location, 0.0)
-    import datetime as _dt
-
     report.started_at = _dt.datetime.now(_dt.UTC)
     if resume:
         origin = _read_text(f"{location}/{ORIGIN_FILE}")
