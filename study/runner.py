@@ -179,6 +179,7 @@ def run_study(
     """Run (or resume) every (dataset, method) group of ``study`` at once, in one Tune experiment, and
     return a :class:`RunReport`."""
     from study.cluster import deferred_interrupt, init_ray, shutdown_ray
+    from study.console import ray_console, ray_messages_path
     from study.tuner import build_tuner, make_searcher, restore_tuner
 
     t0 = time.perf_counter()
@@ -232,42 +233,44 @@ def run_study(
             "must see it at that path (a shared filesystem); otherwise use a URI such as s3://bucket/prefix"
         )
     _check_writable(location)  # before Ray starts: a read-only or unreachable storage fails here
-    t_ray = time.perf_counter()
-    with deferred_interrupt() as interrupt:
-        started = init_ray(study.ray, study.resources)
-    report.ray_start_time = time.perf_counter() - t_ray
-    try:
-        if interrupt.requested:
-            raise KeyboardInterrupt
-        import ray.tune as tune
+    # Ray's node messages (a raylet lost, an OOM kill) become one plain line each; the whole text is kept
+    with ray_console(ray_messages_path(location, study.name)):
+        t_ray = time.perf_counter()
+        with deferred_interrupt() as interrupt:
+            started = init_ray(study.ray, study.resources)
+        report.ray_start_time = time.perf_counter() - t_ray
+        try:
+            if interrupt.requested:
+                raise KeyboardInterrupt
+            import ray.tune as tune
 
-        if not resume or saved is None:
-            _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())  # the study can start: keep it
-            _write_text(f"{location}/{ORIGIN_FILE}", location)  # where Tune's state says it lives
-        path = experiment_path(study)
-        if tune.Tuner.can_restore(path):
-            printer(f"== resuming {path}: {len(study.groups())} groups")
-            tuner = restore_tuner(study, searcher, retry_errored=retry_errored)
-        else:
-            printer(
-                f"== starting {len(study.groups())} groups in one pool ({study.search.algorithm} search, "
-                f"scheduler {study.scheduler.type} per group)"
-            )
-            tuner = build_tuner(study, searcher)
-        tuner.fit()
-        # Tune returns normally when Ctrl+C stopped it; its saved state then holds unfinished trials
-        # (the in-memory trials all read TERMINATED after its clean-up, so ask the saved state)
-        report.groups = {
-            label: {"trials": sum(counts.values()), **counts}
-            for label, counts in tune_statuses(study).items()
-        }
-        if any(set(counts) - {"TERMINATED", "ERROR", "trials"} for counts in report.groups.values()):
-            report.interrupted = True
-        elif any(not counts for counts in report.groups.values()):
-            report.interrupted = True  # a group never started: Tune stopped before
-    finally:
-        if started:
-            shutdown_ray()
+            if not resume or saved is None:
+                _write_text(f"{location}/{STUDY_FILE}", study.to_yaml())  # the study can start: keep it
+                _write_text(f"{location}/{ORIGIN_FILE}", location)  # where Tune's state says it lives
+            path = experiment_path(study)
+            if tune.Tuner.can_restore(path):
+                printer(f"== resuming {path}: {len(study.groups())} groups")
+                tuner = restore_tuner(study, searcher, retry_errored=retry_errored)
+            else:
+                printer(
+                    f"== starting {len(study.groups())} groups in one pool ({study.search.algorithm} search, "
+                    f"scheduler {study.scheduler.type} per group)"
+                )
+                tuner = build_tuner(study, searcher)
+            tuner.fit()
+            # Tune returns normally when Ctrl+C stopped it; its saved state then holds unfinished trials
+            # (the in-memory trials all read TERMINATED after its clean-up, so ask the saved state)
+            report.groups = {
+                label: {"trials": sum(counts.values()), **counts}
+                for label, counts in tune_statuses(study).items()
+            }
+            if any(set(counts) - {"TERMINATED", "ERROR", "trials"} for counts in report.groups.values()):
+                report.interrupted = True
+            elif any(not counts for counts in report.groups.values()):
+                report.interrupted = True  # a group never started: Tune stopped before
+        finally:
+            if started:
+                shutdown_ray()
     report.wall_time = time.perf_counter() - t0
     return report
 

@@ -134,6 +134,13 @@ def test_worker_node_and_driver_killed_then_resumed(tmp_path, cluster, capsys):
         for pid in session_pids(proc.pid):
             os.kill(pid, signal.SIGKILL)
 
+    # what the user saw: Ray's node-loss message as one plain line (its whole text kept in the study folder)
+    console = (tmp_path / "run.log").read_text()
+    assert "\x1b[" not in console, console[-3000:]
+    assert "Possible reasons include" not in console and "Last 20 lines" not in console, console[-3000:]
+    if "Raylet is terminated" in console:
+        assert "Last 20 lines" in (location / "ray_messages.log").read_text()
+
     # 3. the study is continued; the cluster has its head and one worker left
     assert main(["resume", str(location)]) == 0, capsys.readouterr().out[-3000:]
     trials, epochs = check_outcome(location)
