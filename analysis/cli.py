@@ -13,7 +13,7 @@
 Every command takes ``--reference paper|study``: Δp/Δm against the published STL rows (default) or against
 the study's own ``stl`` trials (:mod:`analysis.reference`); every table says which. Every command takes
 ``--selection best_val|last_k`` (``--last-k K``, default 10): test values at each trial's best validation
-epoch, or the mean of its last K epochs (:mod:`analysis.selection`); every table's caption names it.
+epoch, or the mean of its last K epochs (:mod:`results_store.selection`); every table's caption names it.
 
 PATH is the study folder ``<storage>/<study>`` (local or a pyarrow URI). Exit status 2 on a usage error
 (unknown method, no study at PATH, too few paired seeds).
@@ -29,10 +29,10 @@ from collections.abc import Sequence
 from analysis.load import Study, load_study
 from analysis.reference import CHOICES, PAPER
 from analysis.render import RENDERERS, render
-from analysis.selection import BEST_VAL, DEFAULT_K, Protocol, protocol
-from analysis.selection import CHOICES as SELECTIONS
 from analysis.table_model import Table
 from analysis.tables import ablation_table, delta_m_table, leaderboard
+from results_store.selection import BEST_VAL, DEFAULT_K, Protocol, protocol
+from results_store.selection import CHOICES as SELECTIONS
 
 
 def _datasets(study: Study, dataset: str | None) -> list[str]:

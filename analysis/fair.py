@@ -1,6 +1,7 @@
 """The fair comparison (issue 22, DESIGN §9): paper defaults beside tuned, with seed-level uncertainty.
 
-Per dataset and method (``stl`` excluded), under the study's selection protocol (:mod:`analysis.selection`)
+Per dataset and method (``stl`` excluded), under the study's selection protocol
+(:mod:`results_store.selection`)
 and reference (:mod:`analysis.reference`):
 
 * **default** — the trials whose rows have ``paper_default = True`` (a study that stored no such column
@@ -45,8 +46,9 @@ from analysis.bootstrap import (
     t_interval,
 )
 from analysis.identity import EW, methods_with
-from analysis.load import Selection, Study, select
+from analysis.load import Study
 from analysis.table_model import LEGEND, RUNNING_FLAG, STOPPED_FLAG, Cell, Column, Row, Table
+from results_store.selection import Selection, select
 
 PAPER_DEFAULT = "paper_default"
 STATIC = ("static", None)

@@ -1,7 +1,7 @@
 """Which tasks and metrics a study reports, and whether each is better high or low — without torch.
 
 The task/metric lists come from the column names the writer stores (``test/<task>/<metric>``, see
-:mod:`study.results`). Each metric's direction is the one the study stored with its rows
+:mod:`results_store.columns`). Each metric's direction is the one the study stored with its rows
 (``higher_is_better/<task>/<metric>``, schema version 2: the dataset's own declaration in ``mtl.data``),
 read by :func:`stored_directions`. Δp (DB-MTL Eq. 3-4) is higher-is-better and Δm (IGB Eq. 5) and times
 lower-is-better by definition.
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from study.results import DIRECTION_PREFIX, direction_columns
+from results_store.columns import DIRECTION_PREFIX, direction_columns
 
 LOWER_IS_BETTER = frozenset({"mae", "mse", "rmse", "loss", "abs_err", "rel_err", "err", "mean", "median"})
 HIGHER_IS_BETTER = frozenset({"miou", "pix_acc", "acc", "accuracy", "f1", "auc", "r2"})

@@ -14,7 +14,7 @@ datasets, hundreds of epochs) dwarf every difference between methods (QM9 on 1,0
    (Δp of that task alone, DB-MTL Eq. 3-4, against the trial's first epoch: any fixed positive scale
    ranks a single metric the same);
 2. where a task's STL trials ran several configurations, the one with the best mean over seeds of that
-   score wins (the analysis selection rule, :mod:`analysis.load`, restricted to one task);
+   score wins (the selection rule, :mod:`results_store.selection`, restricted to one task);
 3. the reference of task ``t`` is the mean over seeds of those trials' validation metrics (for validation
    Δp) and test metrics (for test Δp) at their best validation epochs;
 4. every other trial is rescored from its stored epoch rows: validation Δp/Δm of every epoch against the
@@ -135,7 +135,7 @@ def study_reference(trials: pd.DataFrame, epochs: pd.DataFrame, dataset: str) ->
 
     Raises :class:`ValueError` naming what is missing: no STL trials, or tasks without any.
     """
-    from analysis.load import CONFIG, with_config
+    from results_store.labels import CONFIG, with_config
 
     mine = trials[(trials["dataset"] == dataset)] if not trials.empty else trials
     pairs = metric_columns(mine, "val")

@@ -3,7 +3,7 @@
 Sections: the study's progress (trials per status), per dataset the leaderboard (DB-MTL Tables 1-4), Δm with
 the relative time T (IGB), paired comparisons against EW across seeds (:mod:`analysis.stats`), the ablation
 (DB-MTL Table 5), the fair comparison (paper defaults vs tuned, :mod:`analysis.fair`, with its two figures
-from :mod:`analysis.fair_plots`) and every figure of :mod:`analysis.plots` (DB-MTL Figs. 5-10, ASHA's view,
+from :mod:`analysis.plots.fair`) and every figure of :mod:`analysis.plots` (DB-MTL Figs. 5-10, ASHA's view,
 the cost Pareto front), with a note for each figure the study cannot draw yet. Images are embedded as base64
 PNG (``data:`` URIs), so the single file can be mailed or archived; nothing is linked.
 """
@@ -20,14 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from analysis.fair import FairResult, fair_all, fair_table
-from analysis.fair_plots import fair_plots
 from analysis.load import Study, check_reference, device_kind, load_study, with_reference, with_selection
-from analysis.plots import Figure, all_plots
+from analysis.plots import all_plots
+from analysis.plots.base import Figure
+from analysis.plots.fair import fair_plots
 from analysis.render import render
-from analysis.selection import Protocol
 from analysis.stats import PairedComparison, compare_all
 from analysis.table_model import Cell, Column, Row, Table
 from analysis.tables import ablation_table, delta_m_table, leaderboard
+from results_store.selection import Protocol
 
 FORMATS = ("html", "md")
 STATUSES = ("completed", "running", "stopped", "failed")
@@ -276,7 +277,7 @@ def write_report(
     ``paper`` or ``study`` (:mod:`analysis.reference`); with ``study`` the report also shows the ablation
     and leaderboards against the published rows. ``command``: how to regenerate it, printed at the top.
     ``focus``: compare that method against every other (its difference to each) instead of every method
-    against ``baseline``. ``selection``: the protocol of every number (:mod:`analysis.selection`; default
+    against ``baseline``. ``selection``: the protocol of every number (:mod:`results_store.selection`; default
     best_val), named in the header and every caption. The fair comparison (:mod:`analysis.fair`) uses
     ``n_boot`` resamples, seed 0.
     Returns the report's path."""

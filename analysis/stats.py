@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.load import Study, select
+from analysis.load import Study
 from analysis.metrics import Stored, higher_is_better
+from results_store.selection import select
 
 SMALL_N = 5  # below this many pairs the summary warns that the percentile interval is optimistic
 

@@ -11,7 +11,8 @@ renderers :mod:`analysis.render`).
 
 Every number comes from the configuration :func:`analysis.load.select` picks (validation only; see
 :mod:`analysis.load`), with each trial's values under the study's selection protocol
-(:mod:`analysis.selection`: best validation epoch, or mean of the last k epochs), which every title names. "±"
+(:mod:`results_store.selection`: best validation epoch, or mean of the last k epochs), which every title
+names. "±"
 is the **sample standard deviation over seeds (ddof=1)**; a single seed shows no "±". Δp/Δm of a row are the
 mean over seeds of each trial's own ``test_delta_p``/``test_delta_m``, not Δp of the mean metrics.
 """
@@ -24,9 +25,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from analysis.identity import DB_MTL, EW, MAX_NORM, SI, methods_with, with_identity
-from analysis.load import Selection, Study, selected_epochs, selections
+from analysis.load import Study, selected_epochs, selections
 from analysis.metrics import Directions, higher_is_better, metric_columns
 from analysis.table_model import LEGEND, RUNNING_FLAG, STOPPED_FLAG, Cell, Column, Row, Table
+from results_store.selection import Selection
 
 
 def _column_cell(trials: pd.DataFrame, column: str) -> Cell:
@@ -65,7 +67,7 @@ def _stl_row(trials: pd.DataFrame, dataset: str, pairs: list[tuple[str, str]]) -
     """The STL row (DB-MTL Tables 1-4, first row): with an ``hp/task`` column, each task's metrics come from
     the best configuration of the STL trials of that task; Δp is left empty (it is 0 by definition when the
     reference is these STL runs). Not ranked, not marked."""
-    from analysis.load import select
+    from results_store.selection import select
 
     stl = trials[(trials["dataset"] == dataset) & (trials["method"] == "stl")]
     if stl.empty:

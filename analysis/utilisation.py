@@ -81,7 +81,8 @@ def utilisation(
     start: Timestamp | None = None,
     end: Timestamp | None = None,
 ) -> Utilisation:
-    """Slot utilisation of ``trials`` (a ``trials/`` frame, :func:`study.results.read_trials`) on a cluster
+    """Slot utilisation of ``trials`` (a ``trials/`` frame, :func:`results_store.reader.read_trials`) on a
+    cluster
     of ``slots`` concurrent trial slots, over [``start``, ``end``] (default: first start to last end)."""
     if slots <= 0:
         raise ValueError(f"slots must be positive, got {slots}")

@@ -86,7 +86,7 @@ def busy_slots_steady(trials: pd.DataFrame, slots: int) -> float:
 
 
 def measure(engine: str, document: dict[str, Any], slots: int) -> dict[str, Any]:
-    from study.results import read_trials
+    from results_store.reader import read_trials
     from study.runner import run_study, study_location
     from study.schema import validate_study
 

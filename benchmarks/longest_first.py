@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl.methods import step_cost
-from study.schema import Param
+from study.search import Param
 from study.searcher import GroupSearch, StudySearcher
 
 MIXED_METHODS = ("ew", "si", "static", "igbv2", "famo", "rlw", "uw", "db_mtl")

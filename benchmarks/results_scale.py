@@ -2,7 +2,7 @@
 
 Builds a study shaped like ``search_spaces/paper_qm9.yaml`` — its 24 methods × 3 seeds = 72 trials on QM9's
 11 tasks, ``--epochs`` epochs each (default 280: about 20,000 epoch rows) — with the project's own writer
-(:class:`study.results.ResultsWriter`, the realistic columns of an ``mtl.train`` record: per-task train
+(:class:`results_store.writer.ResultsWriter`, the realistic columns of an ``mtl.train`` record: per-task train
 loss, weight, gradient norm, validation loss, validation and test MAE, Δp/Δm, times), one Parquet file per
 (trial, epoch) as trials write them. Then it times, as a user runs them (each command a fresh process, so
 Python start-up and imports count):
@@ -76,7 +76,8 @@ def _record(epoch: int, rng: random.Random, per_task_grads: bool) -> dict[str, A
 
 def _write_trial(args: tuple[str, str, str, str, int, int, int, str | None, dict[str, Any]]) -> int:
     """Write one trial's epoch files and its trials/ row (run in a worker process)."""
-    from study.results import ResultsWriter, TrialInfo
+    from results_store.identity import TrialInfo
+    from results_store.writer import ResultsWriter
 
     storage, study, method, balancer, aggregator_seed, seed, epochs, aggregator, timing = args
     rng = random.Random(aggregator_seed)
@@ -160,7 +161,7 @@ def _in_process(location: str) -> dict[str, float]:
     from analysis.load import load_study
     from analysis.render import render
     from analysis.tables import delta_m_table, leaderboard
-    from study.results import read_epochs, read_trials
+    from results_store.reader import read_epochs, read_trials
     from study.runner import describe_best, status_table
 
     def timed(work) -> float:
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", default=None, help="where to build the study (default: a temp dir)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    from study.compact import compact_study
+    from results_store.compaction import compact_study
 
     with tempfile.TemporaryDirectory(prefix="results-scale-") as tmp:
         storage = args.storage or tmp

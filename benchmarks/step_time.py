@@ -2,8 +2,7 @@
 
 One step = forward, the 11 task losses, the method's backward (:func:`mtl.step.backward`, ``exact`` per-task
 gradients for methods with an aggregator) and the optimiser step, as in the trainer. The model is the
-Gilmer MPNN of :mod:`mtl.models.mpnn` when it is available (else a stand-in built here from
-``torch_geometric.nn.NNConv`` with the same layer sizes) with 11 ``Linear(64, 1)`` heads, fed random
+Gilmer MPNN of :mod:`mtl.models.mpnn` with 11 ``Linear(64, 1)`` heads, fed random
 molecule-sized graphs: ``--atoms`` atoms on average (default 18, as QM9 with hydrogens), complete graphs,
 11 node features and 5 edge features, 11 correlated z-scored regression targets.
 
@@ -49,41 +48,15 @@ from benchmarks.workloads import all_methods, prefill_igbv2, random_molecule_gra
 from mtl.context import StepContext
 from mtl.methods import build_method
 from mtl.models.hps import HPS
+from mtl.models.mpnn import MPNNEncoder
 from mtl.step import backward
 from mtl.step_hooks import StepProbe
 
 TASKS = [f"t{i}" for i in range(11)]
 
 
-class StandInMPNN(nn.Module):
-    """Gilmer MPNN with PyG's NNConv (used only when :mod:`mtl.models.mpnn` is not available)."""
-
-    def __init__(self, dim: int = 64) -> None:
-        super().__init__()
-        from torch_geometric.nn import NNConv, Set2Set
-
-        self.lin0 = nn.Linear(11, dim)
-        edge_net = nn.Sequential(nn.Linear(5, 128), nn.ReLU(), nn.Linear(128, dim * dim))
-        self.conv = NNConv(dim, dim, edge_net, aggr="mean")
-        self.gru = nn.GRU(dim, dim)
-        self.set2set = Set2Set(dim, processing_steps=3)
-        self.lin1 = nn.Linear(2 * dim, dim)
-
-    def forward(self, data: Any) -> Tensor:
-        out = F.relu(self.lin0(data.x))
-        h = out.unsqueeze(0)
-        for _ in range(3):
-            m = F.relu(self.conv(out, data.edge_index, data.edge_attr))
-            out, h = self.gru(m.unsqueeze(0), h)
-            out = out.squeeze(0)
-        return F.relu(self.lin1(self.set2set(out, data.batch, dim_size=int(data.num_graphs))))
-
-
 def build_encoder() -> tuple[nn.Module, str]:
-    try:
-        from mtl.models.mpnn import MPNNEncoder
-    except ImportError:
-        return StandInMPNN(), "stand-in (torch_geometric NNConv)"
+    """The shared encoder every step is timed on, and its name for the results file."""
     return MPNNEncoder(), "mtl.models.mpnn.MPNNEncoder"
 
 

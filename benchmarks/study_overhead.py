@@ -78,7 +78,7 @@ def measure(
 ) -> dict[str, Any]:
     """Run the study and return its figures (see the module docstring)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    from study.results import read_epochs, read_trials
+    from results_store.reader import read_epochs, read_trials
     from study.runner import run_study
     from study.schema import validate_study
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mtl.best_epoch import best_record
 from mtl.errors import MTLError, run_command
 
 
@@ -66,22 +67,14 @@ def _open_out(path: str | None) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mtl.config import TrainConfig
+    from mtl.config import TrainConfig, flag_fields, resolve_config
     from mtl.data import build_dataset
     from mtl.methods import parse_method
     from mtl.train import fit
 
     config = TrainConfig.from_dict(
-        {
-            "dataset": args.dataset,
-            "method": args.method,
-            "seed": args.seed,
-            "epochs": args.epochs,
-            "lr": args.lr,
-            "batch_size": args.batch_size,
-            "grad_mode": args.grad_mode,
-            "device": args.device,
-            "max_steps_per_epoch": args.max_steps,
+        {f.name: getattr(args, f.name) for _, f, _ in flag_fields()}
+        | {
             "method_kwargs": _parse_pairs(args.method_arg, "method argument"),
             "dataset_kwargs": _parse_pairs(args.dataset_arg, "dataset argument"),
         }
@@ -101,8 +94,6 @@ def cmd_train(args: argparse.Namespace) -> int:
                 out.write(json.dumps(record) + "\n")
                 out.flush()
 
-        from mtl.train import resolve_config
-
         epochs = resolve_config(config, dataset).epochs
         print(
             f"training {config.method} on {config.dataset} ({len(names)} tasks, seed {config.seed}, "
@@ -113,11 +104,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     finally:
         if out is not None:
             out.close()
-    best = max(records, key=lambda r: r["val_delta_p"] if not math.isnan(r["val_delta_p"]) else -math.inf)
-    print(
-        f"best val Δp {best['val_delta_p']:+.2f}% at epoch {best['epoch'] + 1} "
-        f"(test Δp {best['test_delta_p']:+.2f}%)"
-    )
+    best = best_record(records)
+    if best is None:
+        print("best val Δp: none (no epoch had a finite validation Δp)")
+    else:
+        print(
+            f"best val Δp {best['val_delta_p']:+.2f}% at epoch {best['epoch'] + 1} "
+            f"(test Δp {best['test_delta_p']:+.2f}%)"
+        )
     return 0
 
 
@@ -177,22 +171,30 @@ def cmd_references(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mtl.grad_modes import TRAIN_GRAD_MODES
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """An option for every :class:`mtl.config.TrainConfig` field that declares one
+    (:func:`mtl.config.flag_fields`): its spelling, value type, default, help text and valid names come from
+    the field."""
+    from mtl.config import flag_fields, spec_of
 
+    for flag, f, kind in flag_fields():
+        spec = spec_of(f)
+        options: dict[str, Any] = {"dest": f.name, "default": f.default, "help": spec.help}
+        if kind in (int, float):
+            options["type"] = kind
+        if spec.choices and spec.accepts is None:
+            options["choices"] = list(spec.choices)
+        else:
+            options["metavar"] = flag.removeprefix("--").replace("-", "_").upper()
+        parser.add_argument(flag, **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mtl", description="multi-task learning: train and inspect methods")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train one configuration, printing per-epoch progress")
-    train.add_argument("--dataset", default="synthetic")
-    train.add_argument("--method", default="ew")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--lr", type=float, default=None)
-    train.add_argument("--batch-size", type=int, default=None)
-    train.add_argument("--grad-mode", default="exact", choices=list(TRAIN_GRAD_MODES))
-    train.add_argument("--device", default="auto")
+    add_config_flags(train)
     train.add_argument("--subset", type=int, default=None, help="use a random subset of this many samples")
-    train.add_argument("--max-steps", type=int, default=None, help="cap the batches per epoch")
     train.add_argument("-m", "--method-arg", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument("-d", "--dataset-arg", action="append", default=[], metavar="KEY=VALUE")
     train.add_argument(

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mtl.grad_modes import AUTO_MODE, EXACT_MODES, GRAD_MODES, TRAIN_GRAD_MODES  # noqa: F401  (re-exported)
+from mtl.training.grad_modes import AUTO_MODE, EXACT_MODES, GRAD_MODES, TRAIN_GRAD_MODES  # noqa: F401  (re-exported)
 
 AUTO_TIE_TOLERANCE = 0.02
 """``auto``: a mode must be more than 2 % faster than an earlier one of :data:`EXACT_MODES` to be chosen."""

@@ -16,35 +16,36 @@ cosine similarity; NaN when not measured), ``val/<task>/<metric>``, ``test/<task
 vmap (...)``; empty when none was; also warned as :class:`GradModeWarning`).
 
 The reporter is called as ``reporter(record, checkpoint)``; ``checkpoint()`` returns the full state dict
-(model, optimizer, scheduler, method state, RNG states, records so far) to save, and raising
+(model, optimizer, LR scheduler, method state, RNG states, records so far) to save, and raising
 :class:`StopTraining` from the reporter ends training cleanly after that epoch.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
-from mtl.config import TrainConfig
+from mtl.config import TrainConfig, resolve_config
 from mtl.context import StepContext
 from mtl.data import MTLDataset, build_dataset
 from mtl.data.references import resolve as resolve_references
 from mtl.errors import ConfigError
 from mtl.evaluation import delta_m, delta_p
-from mtl.gradients import AUTO_MODE, EXACT_MODES
 from mtl.methods import Method, build_method
 from mtl.models.base import MultiTaskModel
 from mtl.step import StepStats, backward
 from mtl.step_hooks import BatchStream, StepProbe
+from mtl.training.devices import resolve_device
+from mtl.training.evaluate import evaluate
+from mtl.training.grad_modes import AUTO_MODE, EXACT_MODES, check_grad_mode_fits
+from mtl.training.lr_schedulers import build_lr_scheduler, step_lr_scheduler
+from mtl.training.optimizers import build_optimizer
+from mtl.training.rng import rng_state, seed_everything, set_rng_state
 
 STATE_VERSION = 1
 Record = dict[str, Any]
@@ -57,122 +58,6 @@ class GradModeWarning(UserWarning):
 
 class StopTraining(Exception):
     """Raise from a reporter to stop after the current epoch."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available on this machine")
-    return torch.device(name)
-
-
-def resolve_config(config: TrainConfig, dataset: MTLDataset) -> TrainConfig:
-    """Fill unset training settings from the dataset's paper defaults."""
-    filled = {}
-    for f in dataclasses.fields(dataset.defaults):  # every setting a dataset has a paper default for
-        if getattr(config, f.name) is None:
-            default = getattr(dataset.defaults, f.name)
-            filled[f.name] = dict(default) if isinstance(default, Mapping) else default
-    if config.scheduler is not None and config.scheduler_kwargs is None:
-        # the dataset's scheduler arguments belong to the dataset's scheduler: a chosen scheduler starts from
-        # its own defaults (QM9's plateau factor/patience mean nothing to `none` or `cosine`)
-        filled["scheduler_kwargs"] = {}
-    if not filled:
-        return config
-    config.ensure_valid()
-    resolved = dataclasses.replace(config, **filled)
-    # valid: a valid config whose unset fields took the dataset's paper defaults (code, checked by the
-    # datasets' tests), so a trial's config is validated once, not again here
-    resolved.mark_valid()
-    return resolved
-
-
-def build_optimizer(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """The training optimiser, on its fused path: one kernel per step for all parameters instead of about
-    eight per parameter tensor, and no host read of the step count (the for-loop Adam read it once per
-    tensor: 40 device-to-host copies a step for the QM9 MPNN; ``benchmarks/op_count.py``). The fused
-    implementations compute the same update up to float rounding."""
-    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
-    kwargs: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay, "fused": fused or None}
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, **kwargs)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, **kwargs)
-    return torch.optim.SGD(params, momentum=0.9, **kwargs)
-
-
-def build_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> Any:
-    kwargs = dict(config.scheduler_kwargs or {})
-    try:
-        if config.scheduler == "step":
-            kwargs.setdefault("step_size", 100)
-            kwargs.setdefault("gamma", 0.5)
-            return torch.optim.lr_scheduler.StepLR(optimizer, **kwargs)
-        if config.scheduler == "cosine":
-            kwargs.setdefault("T_max", config.epochs)
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, **kwargs)
-        if config.scheduler == "plateau":
-            for key, value in (("factor", 0.7), ("patience", 5), ("min_lr", 1e-5)):
-                kwargs.setdefault(key, value)
-            return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", **kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"bad scheduler_kwargs for scheduler '{config.scheduler}': {exc}") from exc
-    if kwargs:
-        raise ConfigError(f"scheduler 'none' takes no scheduler_kwargs, got {sorted(kwargs)}")
-    return None
-
-
-@torch.no_grad()
-def evaluate(
-    model: MultiTaskModel,
-    dataset: MTLDataset,
-    split: str,
-    batch_size: int,
-    device: torch.device,
-    loader: Callable[..., Iterable[Any]] | None = None,
-) -> tuple[dict, list[float]]:
-    """Metrics ``{task: {metric: value}}`` and mean per-task loss over a whole split. ``loader``: where the
-    batches come from (default ``dataset.loader``; the trainer passes its device-resident loader).
-
-    The split's loss is the mean of the per-batch mean losses weighted by each batch's number of samples of
-    that task (``targets[task].shape[0]``), i.e. the per-sample mean: an unweighted mean of batch means
-    would over-count a short last batch."""
-    model.eval()
-    acc = dataset.metric_accumulator()
-    task_names = [t.name for t in dataset.tasks]
-    loss_sum = torch.zeros(len(task_names), dtype=torch.float64)
-    counts = torch.zeros(len(task_names), dtype=torch.float64)
-    for inputs, targets in (loader or dataset.loader)(split, batch_size, shuffle=False, seed=0, epoch=0):
-        inputs, targets = dataset.to_device(inputs, device), dataset.to_device(targets, device)
-        preds = model(inputs)
-        sizes = torch.tensor([float(targets[t].shape[0]) for t in task_names], dtype=torch.float64)
-        loss_sum += dataset.losses(preds, targets).detach().double().cpu() * sizes
-        counts += sizes
-        acc.update(preds, targets)
-    model.train()
-    return acc.compute(), (loss_sum / counts.clamp_min(1.0)).tolist()
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % (2**32))
-    random.seed(seed)
 
 
 class Trainer:
@@ -190,11 +75,9 @@ class Trainer:
             self.config.architecture, **self.config.model_kwargs
         )
         self.model.to(self.device)
-        if self.config.grad_mode == "rep" and not self.model.has_shared_representation:
-            raise ConfigError(
-                f"grad_mode 'rep' needs a single shared representation; architecture "
-                f"'{self.config.architecture}' has none: use 'exact'"
-            )
+        check_grad_mode_fits(
+            self.config.grad_mode, self.config.architecture, self.model.has_shared_representation
+        )
         self.task_names = self.dataset.task_names
         self.method: Method = build_method(
             self.config.method, self.task_names, seed=self.config.seed, **self.config.method_kwargs
@@ -204,9 +87,14 @@ class Trainer:
         self.other_params += list(self.method.extra_parameters())
         self._check_parameter_split()
         self.optimizer = build_optimizer(
-            self.config, [*self.model.parameters(), *self.method.extra_parameters()]
+            self.config.optimizer,
+            [*self.model.parameters(), *self.method.extra_parameters()],
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
         )
-        self.scheduler = build_scheduler(self.config, self.optimizer)
+        self.lr_scheduler = build_lr_scheduler(
+            self.config.scheduler, self.config.scheduler_kwargs, self.optimizer, epochs=self.config.epochs
+        )
         self.initial_lr = float(self.config.lr)
         if self.config.reference is not None:
             self.reference: dict | None = self.config.reference
@@ -290,9 +178,10 @@ class Trainer:
             "global_step": self.global_step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            # the LR scheduler, under the key checkpoints have always used
+            "scheduler": self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None,
             "method": self.method.state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "records": [dict(r) for r in self.records],
             "grad_mode_chosen": self.grad_mode_chosen,
             "probe_times": dict(self.probe_times),
@@ -312,10 +201,10 @@ class Trainer:
                 )
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        if self.lr_scheduler is not None and state["scheduler"] is not None:
+            self.lr_scheduler.load_state_dict(state["scheduler"])
         self.method.load_state_dict(state["method"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         self.epoch = int(state["epoch"])
         self.global_step = int(state["global_step"])
         self.records = [dict(r) for r in state["records"]]
@@ -528,14 +417,7 @@ class Trainer:
         t2 = time.perf_counter()
         diag = record["time_diag"]  # diagnostics-only gradients: timed apart, out of every epoch cost
         record.update(time_train=t1 - t0 - diag, time_eval=t2 - t1, time_epoch=t2 - t0 - diag)
-        if self.scheduler is not None:
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                metric = record["val_delta_p"]
-                if math.isnan(metric):
-                    metric = -sum(val_loss)
-                self.scheduler.step(metric)
-            else:
-                self.scheduler.step()
+        step_lr_scheduler(self.lr_scheduler, record["val_delta_p"], val_loss)
         self.records.append(record)
         self.epoch += 1
         return record

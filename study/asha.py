@@ -16,12 +16,13 @@ before it, and every trial is stopped at ``max_t``. The difference is *what* com
 * a configuration that is cut has **all** its seeds stopped: the seed whose result completed the decision
   at once, its siblings at their next result.
 
-**Waiting rule (no PAUSE).** A seed that reaches a rung before its siblings *continues training* and is
-stopped at its next result if its configuration is then cut. Tune's ``PAUSE`` would free the slot, but a
-paused trial still counts against the study's concurrency cap (:class:`study.searcher.StudySearcher`
-counts it live until it ends), so with ``max_concurrent_trials`` no larger than the seeds waiting, the
-siblings could never start and the study would deadlock. Continuing can only cost the extra epochs of the
-early seeds; it never changes a decision (the rung score is the metric *at* the rung, not the latest one).
+**Waiting rule.** A seed that reaches a rung before its siblings is **paused** there (Tune's ``PAUSE``:
+its state is saved and its slot freed) until the configuration's decision: then it resumes if the
+configuration was promoted, or is stopped with its siblings if it was cut. So the seeds of one configuration
+end at the same rung -- all cut there, or all past it -- whatever order they ran in, even one at a time.
+A paused seed holds no slot: :meth:`ConfigASHA.waiting_ids` lets the study's searcher leave it out of the
+concurrency cap (else, with ``max_concurrent_trials`` no larger than the seeds waiting, the siblings could
+never start), and :class:`study.scheduler.StudyScheduler` does not resume it before the decision.
 
 The rung state (scores per rung, every seed's rung scores, cut configurations) is in :meth:`state_dict`;
 the study's searcher saves it with its own state (Ray Tune saves the searcher, not the scheduler), so a
@@ -83,6 +84,9 @@ class ConfigASHA(TrialScheduler):
         self.ended: dict[str, float] = {}  # trial id -> progress when it ended (no more results)
         self.cut: dict[str, float] = {}  # configuration -> the rung at which it was cut
         self.num_stopped = 0
+        # trial id -> the progress where it paused, waiting at a rung for its configuration's decision;
+        # saved, so a resumed study keeps it waiting
+        self.waiting: dict[str, float] = {}
 
     # -- bookkeeping ---------------------------------------------------------------------------------------
     def _config(self, trial: Any) -> str:
@@ -106,6 +110,32 @@ class ConfigASHA(TrialScheduler):
         trials = [t for t, c in self.config_of.items() if c == config]
         settled = sum(1 for t in trials if t in scores or self.ended.get(t, math.inf) < milestone)
         return settled >= self.seeds_per_config
+
+    def _undecided(self, config: str, progress: float) -> bool:
+        """Whether a rung at or below ``progress`` still waits for the other seeds of ``config``."""
+        return any(m <= progress and config not in self.recorded[m] for m in self.milestones)
+
+    def waiting_ids(self) -> set[str]:
+        """The trials paused at a rung until their configuration's decision (they hold no slot)."""
+        return set(self.waiting)
+
+    def is_waiting(self, trial: Any) -> bool:
+        return trial.trial_id in self.waiting
+
+    def _release(self, tune_controller: Any, config: str) -> None:
+        """After a decision on ``config``: its paused seeds are stopped if it was cut, else may resume (once
+        no rung at or below where they paused is undecided)."""
+        for trial_id, paused_at in list(self.waiting.items()):
+            if trial_id not in self.waiting or self.config_of.get(trial_id) != config:
+                continue  # released meanwhile (stop_trial re-enters through on_trial_remove)
+            if config in self.cut:
+                del self.waiting[trial_id]
+                self.num_stopped += 1
+                trial = next((t for t in tune_controller.get_trials() if t.trial_id == trial_id), None)
+                if trial is not None:  # PAUSED (or PENDING after a resume): Tune calls on_trial_remove
+                    tune_controller.stop_trial(trial)
+            elif not self._undecided(config, paused_at):
+                del self.waiting[trial_id]  # PAUSED and free to resume (StudyScheduler picks it)
 
     def _decide(self, config: str) -> None:
         """Take every decision of ``config`` that its seeds allow, lowest rung first; stop at a cut."""
@@ -145,39 +175,46 @@ class ConfigASHA(TrialScheduler):
         progress = float(result[self.time_attr])
         value = result[self._metric]
         score = math.nan if value is None else self.sign * float(value)
+        self.waiting.pop(trial.trial_id, None)  # it runs: not waiting
         if config not in self.cut:
             self._record(trial, progress, score)
             self._decide(config)
+            self._release(tune_controller, config)
         if config in self.cut or progress >= self.max_t:
             if config in self.cut:
                 self.num_stopped += 1
             return TrialScheduler.STOP
+        if self._undecided(config, progress):
+            self.waiting[trial.trial_id] = progress
+            return TrialScheduler.PAUSE
         return TrialScheduler.CONTINUE
 
-    def _end(self, trial: Any, result: Mapping[str, Any] | None) -> None:
+    def _end(self, tune_controller: Any, trial: Any, result: Mapping[str, Any] | None) -> None:
         config = self._config(trial)
         progress = float((result or {}).get(self.time_attr, 0.0) or 0.0)
         if result and self._metric in result and config not in self.cut:
             value = result[self._metric]
             self._record(trial, progress, math.nan if value is None else self.sign * float(value))
         self.ended[trial.trial_id] = progress
+        self.waiting.pop(trial.trial_id, None)
         self._decide(config)  # its siblings may have been waiting for it
+        self._release(tune_controller, config)
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: Mapping[str, Any]) -> None:
-        self._end(trial, result)
+        self._end(tune_controller, trial, result)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._end(trial, getattr(trial, "last_result", None) or None)
+        self._end(tune_controller, trial, getattr(trial, "last_result", None) or None)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._end(trial, getattr(trial, "last_result", None) or None)
+        self._end(tune_controller, trial, getattr(trial, "last_result", None) or None)
 
-    def choose_trial_to_run(self, tune_controller: Any) -> Any:  # routed by StudyScheduler (FIFO)
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:  # StudyScheduler chooses for the study
         return None
 
     def debug_string(self) -> str:
         rungs = ", ".join(f"t={m:g}: {len(self.recorded[m])} configs" for m in self.milestones)
-        return f"ConfigASHA ({rungs}; {len(self.cut)} configurations cut)"
+        return f"ConfigASHA ({rungs}; {len(self.cut)} configurations cut; {len(self.waiting)} seeds waiting)"
 
     # -- saved with the study's searcher -------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -188,6 +225,7 @@ class ConfigASHA(TrialScheduler):
             "ended": dict(self.ended),
             "cut": dict(self.cut),
             "num_stopped": self.num_stopped,
+            "waiting": dict(self.waiting),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -201,3 +239,4 @@ class ConfigASHA(TrialScheduler):
         self.ended = dict(state["ended"])
         self.cut = dict(state["cut"])
         self.num_stopped = int(state["num_stopped"])
+        self.waiting = dict(state.get("waiting", {}))  # studies saved before had none

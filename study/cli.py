@@ -94,7 +94,7 @@ def _print_report(report, printer=print, study=None) -> int:
                     f"  the first trial started {first:.1f}s after the study did (Ray start-up "
                     f"{report.ray_start_time:.1f}s, then Tune's start, worker processes and trial set-up)"
                 )
-    printer("Parquet results (pandas.read_parquet / study.results.read_epochs):")
+    printer("Parquet results (pandas.read_parquet / results_store.reader.read_epochs):")
     printer(f"  epochs: {report.epochs_path}")
     printer(f"  trials: {report.trials_path}")
     for line in budget_lines(trials):
@@ -214,7 +214,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def attempt_lines(trials: Any) -> list[str]:
     """Every earlier attempt of every retried trial: its node, start, end, epochs and why it ended."""
-    from study.results import trial_attempts
+    from results_store.writer import trial_attempts
 
     if trials.empty or "attempts" not in trials.columns:
         return []
@@ -281,7 +281,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    from study.compact import compact_study, study_folder
+    from results_store.compaction import compact_study
+    from results_store.location import study_folder
 
     try:
         location = study_folder(args.study, args.storage)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from study.results import resolve_storage
+from results_store.location import resolve_storage
 
 DRIVER_FILE = "driver.json"
 BEAT_S = 30.0

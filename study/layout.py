@@ -1,6 +1,6 @@
 """Where a study keeps what: the folder layout under ``storage/<study>/`` (no Ray, no torch).
 
-``study.yaml`` (the validated study), ``trials/`` and ``epochs/`` (Parquet, see :mod:`study.results`) and
+``study.yaml`` (the validated study), ``trials/`` and ``epochs/`` (Parquet, see :mod:`results_store`) and
 ``tune/study`` (Ray Tune's one experiment for the whole study). Light on purpose: ``study status`` and
 ``study ls`` read these paths without importing Ray.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from study.results import storage_uri
+from results_store.location import storage_uri
 
 if TYPE_CHECKING:
     from study.schema import Group, Study

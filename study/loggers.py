@@ -56,7 +56,7 @@ def mlflow_tracking_uri(entry: LoggerEntry, study: Study) -> str:
     """The entry's tracking URI, or the local store ``sqlite:///<storage>/<study>/mlflow.db``."""
     if entry.tracking_uri is not None:
         return entry.tracking_uri
-    from study.results import storage_uri
+    from results_store.location import storage_uri
 
     base = storage_uri(study.storage).removeprefix("file://")
     return f"sqlite:///{Path(base).resolve() / study.name / MLFLOW_DB}"

@@ -24,19 +24,11 @@ from typing import Any
 import pandas as pd
 import pyarrow.fs as pafs
 
-from study.results import (
-    DIRECTION_PREFIX,
-    EPOCHS_DIR,
-    HP_PREFIX,
-    QUARANTINE_DIR,
-    TRIALS_DIR,
-    ResultsWriter,
-    TrialInfo,
-    read_epochs,
-    read_trials,
-    resolve_storage,
-    unreadable_files,
-)
+from results_store.columns import DIRECTION_PREFIX, EPOCHS_DIR, HP_PREFIX, TRIALS_DIR
+from results_store.identity import TrialInfo
+from results_store.location import resolve_storage
+from results_store.reader import QUARANTINE_DIR, read_epochs, read_trials, unreadable_files
+from results_store.writer import ResultsWriter
 
 _NOT_RECORD = {
     "study", "trial_id", "dataset", "method", "seed", "schema_version", "balancer", "aggregator", "config_id",
@@ -121,7 +113,7 @@ def _records(rows: pd.DataFrame) -> list[dict[str, Any]]:
 def health(location: str) -> list[str]:
     """What is missing from a study's results, in words (empty when nothing is): trials with epoch rows
     but no trial row, trials whose epoch rows are fewer than their row says ran. Unreadable files raise
-    :class:`study.results.CorruptResultsError` (naming them) from the readers."""
+    :class:`results_store.reader.CorruptResultsError` (naming them) from the readers."""
     # the epoch rows' identity only: status and resume call this, and a study's metrics can be large
     epochs, trials = read_epochs(location, columns=("trial_id", "epoch")), read_trials(location)
     problems = []

@@ -1,7 +1,7 @@
 """Running, resuming and inspecting studies (what the ``study`` commands do).
 
 A study lives in ``<storage>/<name>/``: ``study.yaml`` (the validated study, used by ``resume``),
-``epochs/`` and ``trials/`` (Parquet, :mod:`study.results`) and ``tune/study/`` (Ray Tune's experiment
+``epochs/`` and ``trials/`` (Parquet, :mod:`results_store`) and ``tune/study/`` (Ray Tune's experiment
 state and trial checkpoints). All (dataset, method) groups run at once in that one experiment
 (:mod:`study.tuner`); a resumed study restores it, and every group's search continues where it stopped.
 
@@ -14,7 +14,6 @@ study once Ray is up (exit code 130).
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +23,12 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from mtl.errors import ConfigError
+from results_store.columns import EPOCHS_DIR, TRIALS_DIR
+from results_store.labels import with_config
+from results_store.location import resolve_storage, storage_uri
+from results_store.reader import read_trials
+from results_store.selection import Selection, best_selection, select
 from study.layout import GROUP_KEY, STUDY_FILE, experiment_path, serial_experiment_path, tune_root
-from study.results import EPOCHS_DIR, TRIALS_DIR, read_trials, resolve_storage, storage_uri
 from study.schema import Group, Study, StudyError, parse_study
 
 Printer = Callable[[str], None]
@@ -275,53 +278,36 @@ def run_study(
     return report
 
 
-def best_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The best trial of each dataset by best validation Δp (Δp is comparable within a dataset only)."""
-    if trials.empty or "best_val_delta_p" not in trials:
-        return trials.iloc[0:0]
-    ok = trials[trials["best_val_delta_p"].notna()]
-    if ok.empty:
-        return ok
-    idx = ok.groupby("dataset")["best_val_delta_p"].idxmax()
-    return ok.loc[idx].reset_index(drop=True)
-
-
-def _hp_text(row: pd.Series) -> str:
-    parts = []
-    for col, value in row.items():
-        if (
-            str(col).startswith("hp/")
-            and not (isinstance(value, float) and math.isnan(value))
-            and value is not None
-        ):
-            parts.append(
-                f"{str(col)[3:]}={value:.4g}" if isinstance(value, float) else f"{str(col)[3:]}={value}"
-            )
-    return " ".join(parts) or "(defaults)"
-
-
-def _best_line(row: pd.Series, what: str) -> str:
-    # epochs printed to people are 1-based (the stored `best_epoch` is 0-based)
+def _best_line(chosen: Selection, what: str, named: bool = True) -> str:
+    """``what``: the chosen configuration (with its method when ``named``), its seeds and mean Δp."""
+    seeds = chosen.seeds
+    stopped = ", stopped early" if chosen.fallback_stopped else ""
+    name = f"{chosen.method} " if named else ""
     return (
-        f"{what}: {row['method']} seed {row['seed']} {_hp_text(row)} [{row['trial_id']}]: "
-        f"val Δp {row['best_val_delta_p']:+.2f}% at epoch {int(row['best_epoch']) + 1}, "
-        f"test Δp {row['test_delta_p']:+.2f}%"
+        f"{what}: {name}{chosen.config} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
+        f"{', '.join(map(str, seeds))}{stopped}): mean val Δp {chosen.score:+.2f}%, "
+        f"test Δp {chosen.mean('test_delta_p'):+.2f}%"
     )
 
 
 def describe_best(trials: pd.DataFrame) -> list[str]:
-    """The best trial of each (dataset, method) group, then of each dataset, by best validation Δp."""
+    """The best configuration of each (dataset, method) group, then of each dataset: the one with the
+    highest mean validation Δp over its seeds (:mod:`results_store.selection`, the rule every table of
+    ``analysis`` reports; Δp is comparable within a dataset only)."""
     if trials.empty or "best_val_delta_p" not in trials:
         return []
-    ok = trials[trials["best_val_delta_p"].notna()]
+    labelled = with_config(trials)
+    chosen: dict[str, list[Selection]] = {}
+    for dataset, method in sorted(set(zip(labelled["dataset"], labelled["method"]))):
+        selection = select(labelled, dataset, method)
+        if selection is not None:
+            chosen.setdefault(dataset, []).append(selection)
     lines = []
-    if ok["method"].nunique() > 1:
-        for (dataset, method), rows in ok.groupby(["dataset", "method"], sort=True):
-            lines.append(
-                _best_line(rows.loc[rows["best_val_delta_p"].idxmax()], f"  best of {dataset}/{method}")
-            )
-    for _, row in best_trials(trials).iterrows():
-        lines.append(_best_line(row, f"best trial on {row['dataset']}"))
+    if len({c.method for group in chosen.values() for c in group}) > 1:
+        for dataset in sorted(chosen):
+            lines += [_best_line(c, f"  best of {dataset}/{c.method}", named=False) for c in chosen[dataset]]
+    for dataset in sorted(chosen):
+        lines.append(_best_line(best_selection(chosen[dataset]), f"best configuration on {dataset}"))
     return lines
 
 
@@ -369,7 +355,10 @@ def status_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 def tune_statuses(study: Study, groups: list[Group] | None = None) -> dict[str, dict[str, int]]:
     """Ray Tune's own view (trial status counts per group) from the study experiment's saved state,
-    without Ray; a trial's group is read from its saved config."""
+    without Ray; a trial's group is read from its saved config. A trial saved ``PAUSED`` whose ``trials/``
+    row says it ended (``stopped``/``completed``) counts as ``TERMINATED``: ASHA stopped it while it waited
+    at a rung, and Ray 2.60 does not save that status for a trial without an actor (the next resume runs
+    it, and it returns at once: :func:`study.trial.run_trial`)."""
     import json
 
     wanted = study.groups() if groups is None else groups
@@ -382,14 +371,25 @@ def tune_statuses(study: Study, groups: list[Group] | None = None) -> dict[str, 
         return out
     with fs.open_input_stream(states[-1]) as f:
         data = json.loads(f.read().decode())
+    ended: set[str] | None = None  # trial ids whose rows say they ended, read if a PAUSED one shows up
     for entry in data.get("trial_data", []):
         try:
             trial = json.loads(entry[0])
             status = trial.get("status", "?")
             config = trial.get("config") or {}
         except (TypeError, ValueError, IndexError):
-            status, config = "?", {}
+            status, config, trial = "?", {}, {}
         label = by_name.get(str(config.get(GROUP_KEY)))
+        if status == "PAUSED":
+            if ended is None:
+                rows = read_trials(study_location(study))
+                ended = (
+                    set()
+                    if rows.empty
+                    else set(rows.loc[rows["status"].isin(["stopped", "completed"]), "trial_id"])
+                )
+            if trial.get("trial_id") in ended:
+                status = "TERMINATED"
         if label in out:
             out[label][status] = out[label].get(status, 0) + 1
     return out
@@ -431,7 +431,6 @@ __all__ = [
     "RunReport",
     "StudyError",
     "StudyStateError",
-    "best_trials",
     "budget_lines",
     "describe_best",
     "device_hours",

@@ -3,7 +3,9 @@
 Every callback is routed by the trial's group (its config key :data:`study.searcher.GROUP_KEY`), so each
 group's ASHA compares only that group's trials: a method is stopped early only for being worse than trials of
 the same dataset and method, never because another method's Δp scale differs. Which pending trial runs next
-is first come, first served across the whole study (Tune's FIFO rule), so the groups share one pool.
+is first come, first served across the whole study, so the groups share one pool: a paused trial whose
+configuration has been promoted first (it finishes work already started), then pending trials in the order
+they were added; a trial paused at a rung until its configuration's decision is never resumed before it.
 
 Each group's ASHA is :class:`study.asha.ConfigASHA`: it promotes or stops the seeds of one configuration
 together, on their mean. Tune saves the searcher but not the scheduler, so :class:`study.searcher.
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import TrialScheduler
 
 from study.searcher import GROUP_KEY
 
@@ -35,7 +37,6 @@ class StudyScheduler(TrialScheduler):
         super().__init__()
         self.make = make
         self.schedulers: dict[str, TrialScheduler] = {}
-        self._order = FIFOScheduler()
         for name in groups or ():
             self.of(name)
 
@@ -69,8 +70,24 @@ class StudyScheduler(TrialScheduler):
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
         self._for(trial).on_trial_remove(tune_controller, trial)
 
+    def waiting_ids(self) -> set[str]:
+        """Trials paused at a rung until their configuration's decision (they hold no slot)."""
+        out: set[str] = set()
+        for s in self.schedulers.values():
+            out |= s.waiting_ids() if callable(getattr(s, "waiting_ids", None)) else set()
+        return out
+
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        return self._order.choose_trial_to_run(tune_controller)
+        """A resumable paused trial first, else the first pending one (in Tune's order), else ``None``."""
+        trials = tune_controller.get_trials()
+        waiting = self.waiting_ids()
+        for trial in trials:
+            if trial.status == "PAUSED" and trial.trial_id not in waiting:
+                return trial
+        for trial in trials:  # a resumed study's waiting trials come back PENDING: they wait still
+            if trial.status == "PENDING" and trial.trial_id not in waiting:
+                return trial
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """The state of every group scheduler that has one (ASHA's rungs; FIFO has none)."""

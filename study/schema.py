@@ -37,7 +37,7 @@ instead of ``space:`` and ``search.num_samples``::
 ``defaults: true`` makes each group's first configuration its paper default: nothing searched is set (the
 method's keyword defaults, ``mtl.methods.method_parameters``; the dataset's paper training settings; fixed
 ``kwargs``/``train`` still apply, they define the method and the study); it counts in ``num_samples``.
-Every trial row carries ``paper_default`` and ``config_id`` (:mod:`study.results`). A group whose space
+Every trial row carries ``paper_default`` and ``config_id`` (:mod:`results_store`). A group whose space
 has fewer configurations than ``num_samples`` (``choice``/``int`` only, plus the default) makes the budgets
 unequal: an error, unless ``allow_unequal: true`` (that group then runs all it has). ``grid`` values (which
 multiply configurations), ``search.algorithm: grid`` and ``search.num_samples`` do not go with ``tune``.
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import operator
 import os
 import re
@@ -77,35 +76,24 @@ from pydantic import (
     create_model,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from mtl.errors import ConfigError, MTLError
-from study.results import infer_hp_type
 from study.schema_errors import UniqueKeyLoader, format_errors
+from study.search import ALGORITHMS, DEFAULT_ALGORITHM, Param, SearchAlgorithm, Space, space_size
+from study.search.distribution import Int
 from study.space import KWARG_PREFIXES, RESERVED_HPARAMS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
-PARAM_KINDS = ("choice", "grid", "uniform", "loguniform", "int")
-DEFAULT_NUM_SAMPLES = 8
 DEFAULT_WORKER_ENV = {
     # DESIGN §7: glibc returns memory too eagerly for the MPNN; these made its steps ~1.5x faster.
     "MALLOC_TRIM_THRESHOLD_": "1000000000",
     "MALLOC_MMAP_THRESHOLD_": "1000000000",
 }
-Scalar = bool | int | float | str
 MAX_SEED = 2**32 - 1  # numpy's and Optuna's samplers take seeds in [0, 2**32 - 1]; trial seeds alike
 STORAGE_SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 """The filesystem URI schemes pyarrow reads and writes (a local folder needs none)."""
 MAX_SEEDS = 1000  # seeds per study: each is a full repetition of every configuration
-
-
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError(f"Input should be a valid integer, not a boolean (got {value!r})")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_bool)]
-"""An integer field: pydantic's lax mode would read ``true`` as 1 (``seeds: [true]`` ran seed 1)."""
 
 
 class StudyError(ConfigError):
@@ -125,89 +113,6 @@ class Strict(BaseModel):
     @classmethod
     def allowed_fields(cls) -> list[str]:
         return [f.alias or name for name, f in cls.model_fields.items()]
-
-
-class Param(Strict):
-    """One searched hyperparameter: exactly one of the distribution keys (see :mod:`study.space`)."""
-
-    choice: list[Scalar] | None = None
-    grid: list[Scalar] | None = None
-    uniform: list[float] | None = None
-    loguniform: list[float] | None = None
-    int_: list[Int] | None = Field(default=None, alias="int")
-    log: bool = False
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shape(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ValueError(
-                f"a search-space entry must be a mapping with one of {', '.join(PARAM_KINDS)} "
-                f"(e.g. {{choice: [0.1, 0.5]}}), got {data!r}"
-            )
-        return data
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> Param:
-        given = [k for k in PARAM_KINDS if getattr(self, "int_" if k == "int" else k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(PARAM_KINDS)}; got {given or 'none'}")
-        kind = given[0]
-        if kind in ("choice", "grid"):
-            values = self.values
-            if not values:
-                raise ValueError(f"{kind} needs at least one value")
-            if len({repr(v) for v in values}) != len(values):
-                raise ValueError(f"{kind} values must be distinct, got {values}")
-        else:
-            bounds = getattr(self, "int_" if kind == "int" else kind)
-            if len(bounds) != 2:
-                raise ValueError(f"{kind} needs [low, high], got {bounds}")
-            lo, hi = bounds
-            if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
-                raise ValueError(f"{kind} needs finite low < high, got {bounds}")
-            if kind == "loguniform" and lo <= 0:
-                raise ValueError(f"loguniform needs low > 0, got {bounds}")
-            if kind == "int" and self.log and lo <= 0:
-                raise ValueError(f"int with log: true needs low > 0, got {bounds}")
-        if self.log and kind != "int":
-            raise ValueError("log applies to int only (use loguniform for floats)")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in PARAM_KINDS if getattr(self, "int_" if k == "int" else k) is not None)
-
-    @property
-    def values(self) -> list[Any]:
-        """The values of a ``choice``/``grid``."""
-        return list(self.choice if self.choice is not None else self.grid or [])
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        raw = {"uniform": self.uniform, "loguniform": self.loguniform, "int": self.int_}[self.kind]
-        return raw[0], raw[1]
-
-    @property
-    def discrete(self) -> bool:
-        return self.kind in ("choice", "grid")
-
-    def probe_values(self) -> list[Any]:
-        """Values that exercise validation: every discrete value, or both bounds."""
-        if self.discrete:
-            return self.values
-        lo, hi = self.bounds
-        return [int(lo), int(hi)] if self.kind == "int" else [float(lo), float(hi)]
-
-    def column_type(self) -> str:
-        if self.kind == "int":
-            return "int"
-        if self.kind in ("uniform", "loguniform"):
-            return "float"
-        return infer_hp_type(self.values)
-
-
-Space = dict[str, Param]
 
 
 class DatasetEntry(Strict):
@@ -264,37 +169,56 @@ def _strict_ints(annotation: Any) -> Any:
 
 def _train_settings_model() -> type[_TrainSettingsBase]:
     """``train:`` of a study: every training setting of :class:`mtl.config.TrainConfig`
-    (:func:`mtl.config.training_settings`) with its type, default and bounds; ``epochs`` is required (a
-    study says how long its trials train)."""
-    from mtl.config import TrainConfig, training_settings
+    (:func:`mtl.config.setting_fields`) with its type, default, bounds and help text; ``epochs`` is required
+    (a study says how long its trials train)."""
+    from mtl.config import TrainConfig, setting_fields, spec_of
 
     hints = typing.get_type_hints(TrainConfig)
     fields: dict[str, Any] = {}
-    for f in training_settings():
-        bounds = dict(f.metadata.get("bounds", {}))
+    for f in setting_fields():
+        spec = spec_of(f)
+        args = {**spec.bounds, "description": spec.help}
         annotation = _strict_ints(hints[f.name])
         if f.name == "epochs":
-            fields[f.name] = (Int, Field(**bounds))
+            fields[f.name] = (Int, Field(**args))
         elif f.default_factory is not dataclasses.MISSING:
-            fields[f.name] = (annotation, Field(default_factory=f.default_factory, **bounds))
+            fields[f.name] = (annotation, Field(default_factory=f.default_factory, **args))
         else:
-            fields[f.name] = (annotation, Field(default=f.default, **bounds))
+            fields[f.name] = (annotation, Field(default=f.default, **args))
     return create_model("TrainSettings", __base__=_TrainSettingsBase, **fields)
 
 
 TrainSettings = _train_settings_model()
 
 
-class SearchSettings(Strict):
-    """How configurations are proposed. ``num_samples``: configurations per (dataset, method) group."""
+def _known_algorithm(value: Any) -> Any:
+    """``search.algorithm``: a name of :data:`study.search.ALGORITHMS` (refused as pydantic refuses a
+    literal, listing the registered names)."""
+    names = ALGORITHMS.in_order()
+    if value not in names:
+        quoted = [repr(n) for n in names]
+        expected = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+    return value
 
-    algorithm: Literal["optuna", "random", "grid"] = "optuna"
+
+class SearchSettings(Strict):
+    """How configurations are proposed: ``algorithm`` is a name of :data:`study.search.ALGORITHMS` (each
+    algorithm's defaults and rules come from its class). ``num_samples``: configurations per (dataset,
+    method) group."""
+
+    algorithm: Annotated[str, BeforeValidator(_known_algorithm)] = DEFAULT_ALGORITHM
     seed: Int | None = Field(default=0, ge=0, le=MAX_SEED)
     num_samples: Int | None = Field(default=None, ge=1)
 
     @property
+    def strategy(self) -> type[SearchAlgorithm]:
+        """The class of :attr:`algorithm`."""
+        return ALGORITHMS.algorithm(self.algorithm)
+
+    @property
     def samples(self) -> int:
-        return self.num_samples or (1 if self.algorithm == "grid" else DEFAULT_NUM_SAMPLES)
+        return self.num_samples or self.strategy.default_samples
 
 
 class SchedulerSettings(Strict):
@@ -508,7 +432,7 @@ class Study(Strict):
                 ]
             if scheme != "file":
                 return []
-        from study.results import resolve_storage
+        from results_store.location import resolve_storage
 
         _, root = resolve_storage(self.storage)
         folder = Path(root) / self.name  # where this study's results go
@@ -539,10 +463,12 @@ class Study(Strict):
                 f"search.num_samples: {self.search.num_samples} given beside tune.num_samples "
                 f"({self.tune.num_samples}); with tune the budget per group is tune.num_samples"
             )
-        if self.search.algorithm == "grid":
+        conflict = self.search.strategy.tune_conflict
+        if conflict is not None:
+            fair = [n for n in ALGORITHMS.in_order() if ALGORITHMS.algorithm(n).tune_conflict is None]
             problems.append(
-                "search.algorithm: grid runs every combination, a different number per method; with tune use "
-                "optuna or random (tune.num_samples configurations per group)"
+                f"search.algorithm: {self.search.algorithm} {conflict}; with tune use {' or '.join(fair)} "
+                "(tune.num_samples configurations per group)"
             )
         for i, m in enumerate(self.methods):
             for name in sorted(set(m.space) & set(self.tune.space)):
@@ -551,7 +477,7 @@ class Study(Strict):
                     f"(drop it from tune.space to give '{m.name}' its own range, or from methods[{i}].space)"
                 )
         for where, _, p in self._spaces():
-            if p.kind == "grid" and (where.startswith("tune.") or where.startswith("methods[")):
+            if p.dist.enumerated and (where.startswith("tune.") or where.startswith("methods[")):
                 problems.append(
                     f"{where}: 'grid' multiplies the configurations of a group; with tune every group runs "
                     "tune.num_samples configurations: use 'choice'"
@@ -574,12 +500,8 @@ class Study(Strict):
         space = self.group_space(method)
         if not space:
             return 1
-        size = 1
-        for p in space.values():
-            if p.kind in ("uniform", "loguniform"):
-                return None
-            size *= len(p.values) if p.discrete else int(p.bounds[1]) - int(p.bounds[0]) + 1
-        return size + (1 if self.tune is not None and self.tune.defaults else 0)
+        size = space_size(space)
+        return None if size is None else size + (1 if self.tune is not None and self.tune.defaults else 0)
 
     def where_searched(self, i: int, method: MethodEntry, name: str) -> str:
         """The field path of searched ``name`` in ``methods[i]``'s group (for messages)."""
@@ -596,7 +518,8 @@ class Study(Strict):
         return out
 
     def _check_spaces(self) -> list[str]:
-        problems = self._check_grid_under_optuna()
+        problems = self.search.strategy.study_problems(self)
+        continuous_ok = [n for n in ALGORITHMS.in_order() if ALGORITHMS.algorithm(n).takes_continuous]
         types: dict[str, tuple[str, str]] = {}
         for where, name, p in self._spaces():
             if name in RESERVED_HPARAMS:
@@ -605,10 +528,10 @@ class Study(Strict):
                 )
             if "/" in name or not name:
                 problems.append(f"{where}: hyperparameter names may not be empty or contain '/'")
-            if self.search.algorithm == "grid" and not p.discrete:
+            if not self.search.strategy.takes_continuous and not p.discrete:
                 problems.append(
-                    f"{where}: search.algorithm grid needs choice/grid values, got {p.kind}; "
-                    f"use search.algorithm optuna or random"
+                    f"{where}: search.algorithm {self.search.algorithm} needs choice/grid values, got "
+                    f"{p.kind}; use search.algorithm {' or '.join(continuous_ok)}"
                 )
             kind = p.column_type()
             if name in types and types[name][0] != kind:
@@ -618,30 +541,7 @@ class Study(Strict):
             clash = sorted(set(m.kwargs) & set(m.space))
             if clash:
                 problems.append(f"methods[{i}]: {clash} are both fixed (kwargs) and searched (space)")
-        if self.search.algorithm == "grid" and self.search.num_samples not in (None, 1):
-            problems.append(
-                "search.num_samples: grid search runs every combination once; use 1 (or leave it out)"
-            )
         return problems
-
-    def _check_grid_under_optuna(self) -> list[str]:
-        """Under Optuna a group's ``grid`` parameters are enumerated only when its whole space is grid (e.g.
-        stl over tasks); mixed with sampled ones they have no meaning."""
-        if self.search.algorithm != "optuna" or self.tune is not None:  # tune: no grid at all (_check_tune)
-            return []
-        problems: dict[str, None] = {}
-        for i, m in enumerate(self.methods):
-            space = self.group_space(m)
-            grid = [n for n, p in space.items() if p.kind == "grid"]
-            if grid and len(grid) != len(space):
-                for n in grid:
-                    where = self.where_searched(i, m, n)
-                    problems[
-                        f"{where}: 'grid' mixed with sampled parameters under search.algorithm optuna; use "
-                        "'choice', or search.algorithm random (grid values enumerated, the rest sampled); a "
-                        "space of grid parameters only is enumerated under optuna too"
-                    ] = None
-        return list(problems)
 
     # -- derived ---------------------------------------------------------------------------------------
     def group_space(self, method: MethodEntry) -> Space:
@@ -779,7 +679,6 @@ __all__ = [
     "LoggerEntry",
     "MTLError",
     "MethodEntry",
-    "Param",
     "Study",
     "StudyError",
     "TuneSettings",

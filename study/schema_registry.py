@@ -11,7 +11,8 @@ from mtl.registry import did_you_mean
 from study.space import RESERVED_HPARAMS, TRAIN_HPARAMS, apply_hparams, destination
 
 if TYPE_CHECKING:
-    from study.schema import MethodEntry, Param, Space, Study
+    from study.schema import MethodEntry, Study
+    from study.search import Param, Space
 
 
 def canonicalise_methods(study: Study) -> list[str]:
@@ -222,29 +223,6 @@ def probe_train(where: str, base: dict[str, Any], name: str, p: Param) -> list[s
     return []
 
 
-LR_SCHEDULERS = {
-    "plateau": "ReduceLROnPlateau",
-    "step": "StepLR",
-    "cosine": "CosineAnnealingLR",
-}
-"""``TrainConfig.scheduler`` -> the ``torch.optim.lr_scheduler`` class ``mtl.train.build_scheduler`` makes."""
-FIXED_SCHEDULER_ARGS = {"optimizer", "mode", "last_epoch", "verbose"}
-"""Arguments ``build_scheduler`` sets itself (plateau's ``mode`` is max: Δp) or that are not settings."""
-
-
-def lr_scheduler_arguments(scheduler: str) -> list[str]:
-    """The keyword arguments of the torch LR scheduler behind ``scheduler`` (none for ``none``)."""
-    import inspect
-
-    import torch
-
-    cls_name = LR_SCHEDULERS.get(scheduler)
-    if cls_name is None:
-        return []
-    cls = getattr(torch.optim.lr_scheduler, cls_name)
-    return [n for n in inspect.signature(cls).parameters if n not in FIXED_SCHEDULER_ARGS]
-
-
 def lr_schedulers_in_use(study: Study, space: Space) -> list[tuple[str, str]]:
     """``(scheduler, why it is in use)`` for every LR scheduler a group's trials may train with: each
     searched ``scheduler`` value, else ``train.scheduler``, else each dataset's paper default."""
@@ -264,17 +242,16 @@ def lr_schedulers_in_use(study: Study, space: Space) -> list[tuple[str, str]]:
 
 def probe_lr_scheduler(study: Study, where: str, space: Space, key: str, p: Param) -> list[str]:
     """A searched LR scheduler argument: an argument of every scheduler in use, each probe value accepted
-    by it (``mtl.train.build_scheduler`` on a one-parameter optimizer)."""
-    from types import SimpleNamespace
-
+    by it (:func:`mtl.training.lr_schedulers.build_lr_scheduler` on a one-parameter optimizer)."""
     import torch
 
-    from mtl.train import build_scheduler
+    from mtl.training.lr_schedulers import LR_SCHEDULERS, build_lr_scheduler
 
     for scheduler, why in lr_schedulers_in_use(study, space):
-        allowed = lr_scheduler_arguments(scheduler)
+        schedule = LR_SCHEDULERS.get(scheduler)
+        allowed = schedule.arguments() if schedule is not None else []
         if key not in allowed:
-            torch_name = LR_SCHEDULERS.get(scheduler)
+            torch_name = schedule.torch_class if schedule is not None else None
             what = f"torch's {torch_name}" if torch_name else "no LR scheduler"
             return [
                 f"{where}: '{key}' is not an argument of the LR scheduler '{scheduler}' ({what}; {why})"
@@ -282,11 +259,8 @@ def probe_lr_scheduler(study: Study, where: str, space: Space, key: str, p: Para
             ]
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         for value in p.probe_values():
-            config = SimpleNamespace(
-                scheduler=scheduler, scheduler_kwargs={key: value}, epochs=study.train.epochs
-            )
             try:
-                build_scheduler(config, optimizer)
+                build_lr_scheduler(scheduler, {key: value}, optimizer, epochs=study.train.epochs)
             except (ConfigError, TypeError, ValueError) as exc:
                 return [f"{where}: {key}={value!r} rejected by the LR scheduler '{scheduler}': {exc}"]
     return []

@@ -1,29 +1,25 @@
 """One Tune searcher for a whole study: it hands out the trials of every (dataset, method) group, each group
 proposed by its own search, so that all groups share one pool of trial slots.
 
-* :class:`GroupSearch` — the search of one group. ``optuna``: TPE through Optuna's ask/tell interface
-  (seeded, one Optuna study per group), every configuration repeated once per study seed; Optuna is told the
-  mean of the finite scores of its repeats, or a failure when none is finite (Optuna cannot digest NaN).
-  A configuration is never run twice: when TPE proposes one the group already has, Optuna is told that
-  configuration's known score (or, while it still runs, that the proposal failed) and asked again, and a
-  space of finitely many configurations (``choice``/``grid``/``int`` parameters only) caps the group at that
-  many (:func:`space_size`).
-  ``random``: each configuration sampled from a seeded generator (``grid`` parameters expanded), run once per
-  seed. ``grid``: every combination of the ``choice``/``grid`` values, once per seed. Nothing to search: each
-  seed once. Each group knows how many trials it will run (:attr:`GroupSearch.total`).
-* :class:`StudySearcher` — a Ray Tune :class:`~ray.tune.search.Searcher` that dispatches ``suggest`` to the
+* :class:`GroupSearch` -- the trials of one group: each configuration its algorithm proposes
+  (:data:`study.search.ALGORITHMS`: ``optuna``, ``random``, ``grid``, one module each under
+  :mod:`study.search`) runs once per study seed, and the algorithm is told the mean of the finite scores of
+  its seeds (or a failure when none is finite). A space whose parameters are all ``grid`` is enumerated
+  whatever the algorithm (e.g. ``stl`` over its tasks); nothing to search: each seed once. Each group knows
+  how many trials it will run (:attr:`GroupSearch.total`).
+* :class:`StudySearcher` -- a Ray Tune :class:`~ray.tune.search.Searcher` that dispatches ``suggest`` to the
   least-loaded group that can propose (ties in round-robin order), tags each configuration with its group
   (config key :data:`GROUP_KEY`), routes ``on_trial_complete`` back to the owning group, enforces the
   study-wide ``max_concurrent_trials`` and an optional per-group cap itself (so they bind for every kind of
   search, also when nothing is searched) and returns ``Searcher.FINISHED`` once every group has proposed all
   its trials. ``save``/``restore`` pickle every group's state, so ``Tuner.restore`` continues each search,
   and the state of the study's scheduler (:attr:`StudySearcher.companion`, its ASHA rungs), which Tune
-  itself does not save.
+  itself does not save. A state saved before the algorithms were modules (issue 25) is converted on load.
 
 With ``tune.defaults`` (:mod:`study.schema`) a group's first configuration is its paper-default one: no
 searched name set (the method's own defaults, the dataset's paper training settings), tagged
-:data:`DEFAULT_KEY` and counted in the group's configurations; Optuna is not told its score (it is not a
-point of the space). Under ``tune`` a random search never draws one configuration twice (equal budgets
+:data:`DEFAULT_KEY` and counted in the group's configurations; its algorithm is not told its score (it is
+not a point of the space). Under ``tune`` a random search never draws one configuration twice (equal budgets
 count distinct configurations).
 
 Only public Ray Tune and Optuna interfaces are used.
@@ -31,96 +27,54 @@ Only public Ray Tune and Optuna interfaces are used.
 
 from __future__ import annotations
 
-import itertools
+import dataclasses
 import math
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from ray.tune.search import Searcher
 
-if TYPE_CHECKING:
-    from study.schema import Param
-
 from study.layout import DEFAULT_KEY, GROUP_KEY
+from study.search import ALGORITHMS, Param, SearchAlgorithm, config_id
 
 SEED_KEY = "seed"
 NOT_HPARAMS = (GROUP_KEY, SEED_KEY, "__trial_index__")
-MAX_ASKS = 100
-"""Optuna proposals tried for a configuration the group has not run yet, before one is picked directly."""
-
-
-def _finite_values(param: Param) -> Sequence[Any] | None:
-    """Every value ``param`` can take (``choice``/``grid`` values, an ``int`` range, not materialised), or
-    None when it is continuous."""
-    if param.kind in ("choice", "grid"):
-        return list(param.values)
-    if param.kind == "int":
-        lo, hi = param.bounds
-        return range(int(lo), int(hi) + 1)
-    return None
-
-
-def space_size(space: Mapping[str, Param]) -> int | None:
-    """How many distinct configurations ``space`` has, or None when a parameter is continuous."""
-    size = 1
-    for param in space.values():
-        values = _finite_values(param)
-        if values is None:
-            return None
-        size *= len(values)
-    return size
-
-
-def _key(params: Mapping[str, Any]) -> str:
-    return repr(sorted(params.items()))
+STATE_VERSION = 2
+"""Of :meth:`GroupSearch.state_dict`; version 1 (no version key) held the Optuna study and every random or
+grid configuration itself."""
 
 
 def config_key(config: Mapping[str, Any]) -> str:
     """What names a trial's configuration within its group (equal for its seeds): its hyperparameters and
     the paper-default tag, without the group and the seed."""
-    return _key({k: v for k, v in config.items() if k not in NOT_HPARAMS})
-
-
-def sample_param(param: Param, rng: np.random.Generator) -> Any:
-    """One value of a YAML parameter drawn with ``rng`` (ints inclusive of both bounds)."""
-    if param.kind in ("choice", "grid"):
-        values = list(param.values)
-        return values[int(rng.integers(len(values)))]
-    lo, hi = param.bounds
-    if param.kind == "uniform":
-        return float(rng.uniform(lo, hi))
-    if param.kind == "loguniform":
-        return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-    if param.log:
-        value = math.floor(math.exp(rng.uniform(math.log(lo), math.log(hi + 1))))
-        return min(max(value, int(lo)), int(hi))
-    return int(rng.integers(int(lo), int(hi) + 1))
+    return config_id({k: v for k, v in config.items() if k not in NOT_HPARAMS})
 
 
 @dataclass
 class _Config:
-    """One configuration of a group and what became of its repeats (one per seed)."""
+    """One configuration of a group and what became of its repeats (one per seed). (Its name and module are
+    those of the version-1 pickles, which hold instances of it.)"""
 
     params: dict[str, Any]
-    optuna_number: int | None = None  # the Optuna trial it came from
+    token: Any = None  # what its algorithm needs to be told the score (None: the paper default)
     default: bool = False  # the paper-default configuration (nothing searched set)
     handed: int = 0  # seeds handed out so far
     scores: dict[str, float] = field(default_factory=dict)  # trial id -> score (NaN: failed)
     told: bool = False
-    value: float | None = None  # what Optuna was told (None: a failure, or not told yet)
+    value: float | None = None  # what the algorithm was told (None: a failure, or not told yet)
 
 
 class GroupSearch:
     """The search of one (dataset, method) group: which configuration and seed its next trial runs.
 
-    ``space`` maps hyperparameter names to :class:`study.schema.Param`; ``algorithm`` is ``optuna``,
-    ``random`` or ``grid``; ``samples`` is the number of configurations (ignored by ``grid``, which runs every
-    combination ``samples`` times over when continuous parameters are sampled alongside). ``defaults``: the
-    first configuration is the paper default, one of the ``samples``; ``unique``: random search draws
-    distinct configurations only (a finite space then caps the group at its size)."""
+    ``space`` maps hyperparameter names to :class:`study.search.Param`; ``algorithm`` is a name of
+    :data:`study.search.ALGORITHMS`; ``samples`` is the number of configurations (a space of ``grid``
+    parameters only runs every combination once). ``defaults``: the first configuration is the paper
+    default, one of the ``samples``; ``unique``: never draw one configuration twice (a finite space then caps
+    the group at its size)."""
 
     def __init__(
         self,
@@ -137,63 +91,22 @@ class GroupSearch:
         self.name = name
         self.space = dict(sorted(space.items()))
         self.seeds = [int(s) for s in seeds]
-        all_grid = bool(self.space) and all(p.kind == "grid" for p in self.space.values())
+        all_grid = bool(self.space) and all(p.dist.enumerated for p in self.space.values())
         # a space of grid parameters only (e.g. stl's task) is enumerated whatever the algorithm
         self.algorithm = ("grid" if all_grid else algorithm) if self.space else "seeds"
-        if all_grid:
-            samples = 1  # every combination once (per seed): repeating a grid only duplicates trials
-        self.rng = np.random.default_rng(seed)
-        self.unique = unique
-        first = [_Config({}, default=True)] if defaults else []
-        extra = len(first)  # the paper default is one of the `samples` configurations
-        self.configs: list[_Config] = list(first)
+        self.configs: list[_Config] = [_Config({}, default=True)] if defaults else []
         self.trial_config: dict[str, int] = {}  # trial id -> index into configs
-        self.optuna = None
-        if self.algorithm == "optuna":
-            import optuna
-
-            from study.space import to_optuna
-
-            optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per study created / trial told
-            self.distributions = {n: to_optuna(p) for n, p in self.space.items()}
-            self.optuna = optuna.create_study(
-                study_name=study_name,
-                direction="maximize",
-                sampler=optuna.samplers.TPESampler(seed=seed),
-            )
-            size = space_size(self.space)
-            self.n_configs = int(samples) if size is None else min(int(samples), size + extra)
-        elif self.algorithm == "seeds":
+        self.strategy: SearchAlgorithm | None = None
+        if not self.space:
             self.configs = [_Config({}, default=defaults)]
             self.n_configs = 1
-        else:
-            fresh = samples if all_grid else samples - extra  # a grid runs whole, beside the default
-            self.configs = first + (self._enumerate(fresh) if fresh > 0 else [])
-            self.n_configs = len(self.configs)
-
-    def _enumerate(self, samples: int) -> list[_Config]:
-        """random/grid: every configuration up front (grid values expanded, the rest sampled anew for
-        each combination)."""
-        as_grid = self.algorithm == "grid"
-        expanded = [n for n, p in self.space.items() if p.kind == "grid" or (as_grid and p.kind == "choice")]
-        combos = list(itertools.product(*(list(self.space[n].values) for n in expanded))) or [()]
-        configs: list[_Config] = []
-        seen: set[str] = set()
-        size = space_size(self.space) if self.unique else None
-        for _ in range(max(1, int(samples))):
-            for combo in combos:
-                for _draw in range(MAX_ASKS):
-                    params = dict(zip(expanded, combo, strict=True))
-                    for n, p in self.space.items():
-                        if n not in params:
-                            params[n] = sample_param(p, self.rng)
-                    if not self.unique or _key(params) not in seen:
-                        break
-                if self.unique and (_key(params) in seen or (size is not None and len(seen) >= size)):
-                    continue  # a finite space is used up
-                seen.add(_key(params))
-                configs.append(_Config(dict(sorted(params.items()))))
-        return configs
+            return
+        # the paper default is one of the `samples` configurations; a grid runs whole, beside it
+        budget = 1 if all_grid else samples - len(self.configs)
+        self.strategy = ALGORITHMS.algorithm(self.algorithm)(
+            self.space, budget, seed, study_name=study_name, unique=unique
+        )
+        self.n_configs = len(self.configs) + self.strategy.count
 
     # -- what the dispatcher asks -------------------------------------------------------------------------
     @property
@@ -214,86 +127,72 @@ class GroupSearch:
         if self.finished:
             return None
         current = self.configs[-1] if self.configs else None
-        if self.algorithm == "optuna" and (current is None or current.handed >= len(self.seeds)):
-            current = self._ask_new()
+        if current is None or current.handed >= len(self.seeds):
+            assert self.strategy is not None  # a group without a space has its one configuration
+            proposal = self.strategy.propose({config_id(c.params): c.value for c in self.configs})
+            current = _Config(proposal.params, token=proposal.token)
             self.configs.append(current)
-        elif self.algorithm != "optuna":
-            current = next(c for c in self.configs if c.handed < len(self.seeds))
-        index = self.configs.index(current)
         seed = self.seeds[current.handed]
         current.handed += 1
-        self.trial_config[trial_id] = index
+        self.trial_config[trial_id] = len(self.configs) - 1
         tag = {DEFAULT_KEY: True} if current.default else {}
         return {**current.params, **tag, SEED_KEY: seed}
 
-    def _ask_new(self) -> _Config:
-        """A configuration from Optuna that this group has not run: a proposal it already has is answered
-        at once (its known score, or a failure while its trials still run) and Optuna is asked again; after
-        :data:`MAX_ASKS` proposals in a finite space, an unrun configuration is enqueued directly."""
-        import optuna
-
-        known = {_key(c.params): c for c in self.configs}
-        for _ in range(MAX_ASKS):
-            ask = self.optuna.ask(self.distributions)
-            params = dict(sorted(ask.params.items()))
-            seen = known.get(_key(params))
-            if seen is None:
-                return _Config(params, optuna_number=ask.number)
-            if seen.value is not None:
-                self.optuna.tell(ask.number, seen.value)
-            else:
-                self.optuna.tell(ask.number, state=optuna.trial.TrialState.FAIL)
-        unrun = [c for c in self._all_configs() if _key(c) not in known]
-        if not unrun:  # a continuous space (never exhausted): keep the proposal
-            return _Config(params, optuna_number=ask.number)
-        self.optuna.enqueue_trial(unrun[int(self.rng.integers(len(unrun)))])
-        ask = self.optuna.ask(self.distributions)
-        return _Config(dict(sorted(ask.params.items())), optuna_number=ask.number)
-
-    def _all_configs(self) -> list[dict[str, Any]]:
-        """Every configuration of a finite space (empty for a space with a continuous parameter)."""
-        values = [_finite_values(p) for p in self.space.values()]
-        if any(v is None for v in values):
-            return []
-        return [dict(zip(self.space, combo, strict=True)) for combo in itertools.product(*values)]
-
     def complete(self, trial_id: str, score: float | None) -> None:
-        """A trial of this group ended with ``score`` (None or non-finite: failed or no result)."""
+        """A trial of this group ended with ``score`` (None or non-finite: failed or no result); once every
+        seed of its configuration has, the algorithm is told their mean."""
         index = self.trial_config.get(trial_id)
         if index is None:
             return
         config = self.configs[index]
         config.scores[trial_id] = float(score) if score is not None and math.isfinite(score) else math.nan
         if (
-            self.optuna is None
-            or config.optuna_number is None  # the paper default: not a point Optuna proposed
+            self.strategy is None
+            or config.token is None  # the paper default: not a point the algorithm proposed
             or config.told
             or len(config.scores) < len(self.seeds)
         ):
             return
         finite = [s for s in config.scores.values() if math.isfinite(s)]
-        import optuna
-
-        if finite:
-            config.value = float(np.mean(finite))
-            self.optuna.tell(config.optuna_number, config.value, skip_if_finished=True)
-        else:
-            self.optuna.tell(config.optuna_number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        config.value = float(np.mean(finite)) if finite else None
+        self.strategy.tell(config.token, config.value)
         config.told = True
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "rng": self.rng.bit_generator.state,
-            "configs": self.configs,
+            "version": STATE_VERSION,
+            "configs": [dataclasses.asdict(c) for c in self.configs],
             "trial_config": dict(self.trial_config),
-            "optuna": self.optuna,  # an in-memory Optuna study pickles whole
+            "strategy": self.strategy.state_dict() if self.strategy is not None else None,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.configs = list(state["configs"])
+        if "version" not in state:
+            state = self._from_version_1(state)
+        self.configs = [_Config(**c) for c in state["configs"]]
         self.trial_config = dict(state["trial_config"])
-        self.optuna = state["optuna"]
+        if self.strategy is not None:
+            self.strategy.load_state_dict(state["strategy"])
+
+    def _from_version_1(self, state: Mapping[str, Any]) -> dict[str, Any]:
+        """A state saved before issue 25: ``configs`` held every random/grid configuration up front (now the
+        algorithm's queue) and ``optuna_number`` where ``token`` is; the Optuna study sat beside them."""
+        old = [
+            {
+                "params": dict(c.params),
+                "token": getattr(c, "optuna_number", None),
+                "default": c.default,
+                "handed": c.handed,
+                "scores": dict(c.scores),
+                "told": c.told,
+                "value": c.value,
+            }
+            for c in state["configs"]
+        ]
+        kept = [c for c in old if c["default"] or c["handed"] > 0 or self.algorithm in ("optuna", "seeds")]
+        queue = [c["params"] for c in old if c not in kept]
+        strategy = {"rng": state["rng"], "study": state["optuna"], "queue": queue, "given": 0}
+        return {"configs": kept, "trial_config": state["trial_config"], "strategy": strategy}
 
 
 class StudySearcher(Searcher):
@@ -324,8 +223,16 @@ class StudySearcher(Searcher):
     def total(self) -> int:
         return sum(g.total for g in self.groups.values())
 
+    def _waiting(self) -> set[str]:
+        """Trials the study's scheduler paused at a rung for their configuration's decision: they hold no
+        slot, so they do not count against the caps (their siblings must be able to start)."""
+        waiting = getattr(self.companion, "waiting_ids", None)
+        return waiting() if callable(waiting) else set()
+
     def running(self) -> int:
-        return sum(len(ids) for ids in self.live.values())
+        """Trials holding (or about to hold) a slot: suggested, not ended, not waiting at a rung."""
+        waiting = self._waiting()
+        return sum(len(ids - waiting) for ids in self.live.values())
 
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
         return not config  # every group's space is its own; Tune's param_space must stay empty
@@ -342,15 +249,17 @@ class StudySearcher(Searcher):
             return None
         names = list(self.groups)
         order = names[self._turn % len(names) :] + names[: self._turn % len(names)]
+        waiting = self._waiting()
         candidates = [
             n
             for n in order
-            if n in open_groups and (self.max_per_group is None or len(self.live[n]) < self.max_per_group)
+            if n in open_groups
+            and (self.max_per_group is None or len(self.live[n] - waiting) < self.max_per_group)
         ]
         if not candidates:
             return None
         # costliest first (longest-processing-time first), then least loaded; ties in round-robin order
-        name = max(candidates, key=lambda n: (self.costs[n], -len(self.live[n])))
+        name = max(candidates, key=lambda n: (self.costs[n], -len(self.live[n] - waiting)))
         self._turn = names.index(name) + 1
         config = self.groups[name].suggest(trial_id)
         if config is None:

@@ -2,11 +2,20 @@
 
 Per epoch (the one epoch loop, :func:`mtl.train.train_to_end`, with this module's reporter) it (1) trains
 and evaluates with :class:`mtl.train.Trainer`, (2) checks that every metric is finite, (3) writes the
-epoch's Parquet row and the trial's ``trials/`` row (atomically, see :mod:`study.results`), (4) saves the
+epoch's Parquet row and the trial's ``trials/`` row (atomically, see :mod:`results_store.writer`), (4) saves
+the
 full trainer state (:class:`StateStore`) and (5) ``tune.report``\\s the metrics with a checkpoint that
 points at that state. A retried trial (``FailureConfig``) or a resumed study continues from the newest
 saved state and rewrites the rows of the epochs it re-runs, so no row is
 duplicated or lost.
+
+Which saved state: the one of the epoch Ray Tune's checkpoint of the trial points at, when it has one
+(:func:`resume_epoch`) -- not a newer one. Tune saves its experiment (the trials' checkpoints and, through
+the study's searcher, ASHA's rungs) every ~10 s; after the driver was killed, Tune and ASHA know the trial
+only up to that snapshot, so the trial continues from there and reports again what followed (the same
+epochs, bit for bit: the state holds every generator), and ASHA takes the same decisions as in an
+uninterrupted study. The work lost is at most one snapshot period. Without a Tune checkpoint the trial
+starts afresh; the newest saved state serves only where the checkpoint's own state is gone.
 
 Non-finite metrics never reach ASHA or Optuna: the trial records ``status=failed`` with the reason in
 ``trials/`` and raises :class:`NonFiniteMetricError`. Divergence is deterministic, so a retry of such a
@@ -36,6 +45,10 @@ from urllib.parse import quote
 import pyarrow.fs as pafs
 from ray import tune
 
+from mtl.best_epoch import SCORE, best_record
+from results_store.identity import TrialInfo
+from results_store.location import resolve_storage
+from results_store.writer import ResultsWriter, trial_attempts
 from study.faults import (
     FaultyStorage,
     InjectedFault,
@@ -45,7 +58,6 @@ from study.faults import (
     specs_for,
 )
 from study.layout import DEFAULT_KEY
-from study.results import ResultsWriter, TrialInfo, resolve_storage, trial_attempts
 from study.space import apply_hparams, destination
 
 NONFINITE_PREFIX = "non-finite metric"
@@ -63,8 +75,10 @@ class NonFiniteMetricError(FloatingPointError):
 
 
 @dataclass
-class TrialSettings:
-    """What a trial needs besides its sampled hyperparameters (picklable; passed via with_parameters)."""
+class TrialSetup:
+    """What every trial of one (dataset, method) group runs with besides its sampled hyperparameters: the
+    study's ``train:`` block (``train``, :class:`study.schema.TrainSettings` as a dict), seeds, searched names
+    and resources (picklable; passed via ``tune.with_parameters``)."""
 
     study: str
     storage: str
@@ -91,7 +105,7 @@ def trial_seed(config: Mapping[str, Any], seeds: list[int]) -> int:
     return int(seeds[int(config.get(TRIAL_INDEX, 0))])
 
 
-def build_train_config(settings: TrialSettings, hparams: Mapping[str, Any], seed: int) -> dict[str, Any]:
+def build_train_config(settings: TrialSetup, hparams: Mapping[str, Any], seed: int) -> dict[str, Any]:
     """The ``mtl`` TrainConfig dict of a trial: fixed settings, then the sampled hyperparameters.
 
     A searched LR scheduler argument (``scheduler_kwargs.<k>``) of the dataset's paper-default scheduler,
@@ -128,7 +142,7 @@ def flat_directions(higher_is_better: Mapping[str, Mapping[str, bool]]) -> dict[
 
 
 def trial_info(
-    settings: TrialSettings,
+    settings: TrialSetup,
     trial_id: str,
     seed: int,
     hparams: Mapping[str, Any],
@@ -188,22 +202,29 @@ def _node_id() -> str | None:
 
 
 class StateStore:
-    """The trial's own copies of its full trainer state, one file per epoch, the newest ``keep`` kept:
-    ``<storage>/<study>/state/<dataset>/<method>/<trial_id>/epoch_<k>.pt`` (any pyarrow filesystem).
+    """The trial's own copies of its full trainer state, one file per epoch:
+    ``<storage>/<study>/state/<dataset>/<method>/<trial_id>/epoch_<k>.pt`` (any pyarrow filesystem). Kept:
+    the newest ``keep``, and every one younger than ``recent_s`` (longer than Tune's snapshot period), so
+    the state Tune's last saved checkpoint points at is still here when the study resumes from it.
 
-    Ray Tune's checkpoints only point here. Tune's experiment snapshot can lag the trials by several
-    epochs (it is written every ~10 s, asynchronously), so after an interrupted driver Tune may restore a
-    trial from an old checkpoint; resuming from the newest state saved here instead loses no work and never
-    depends on a Tune checkpoint that was already rotated away.
+    Ray Tune's checkpoints only point here (a pointer file with the epoch and this path).
     """
 
     def __init__(
-        self, storage: str, study: str, dataset: str, method: str, trial_id: str, keep: int = 2
+        self,
+        storage: str,
+        study: str,
+        dataset: str,
+        method: str,
+        trial_id: str,
+        keep: int = 2,
+        recent_s: float = 120.0,
     ) -> None:
         self.fs, base = resolve_storage(storage)
         parts = [quote(p, safe="") for p in (dataset, method, trial_id)]
         self.dir = "/".join([base.rstrip("/"), study, STATE_DIR, *parts])
         self.keep = keep
+        self.recent_s = recent_s
 
     def epochs(self) -> list[int]:
         selector = pafs.FileSelector(self.dir, allow_not_found=True)
@@ -228,13 +249,25 @@ class StateStore:
         with self.fs.open_output_stream(tmp) as f:
             f.write(buffer.getvalue())
         self.fs.move(tmp, final)
-        self.prune(self.keep)
+        self.prune(self.keep, spare_recent=True)
         return final
 
-    def prune(self, keep: int) -> None:
-        """Delete all but the newest ``keep`` states."""
-        for old in self.epochs()[:-keep] if keep > 0 else self.epochs():
-            self.fs.delete_file(self.path(old))
+    def prune(self, keep: int, spare_recent: bool = False) -> None:
+        """Delete all but the newest ``keep`` states (with ``spare_recent``, also keep those younger than
+        ``recent_s``)."""
+        old = self.epochs()[:-keep] if keep > 0 else self.epochs()
+        if spare_recent and old:
+            cutoff = _dt.datetime.now(_dt.UTC) - _dt.timedelta(seconds=self.recent_s)
+            infos = self.fs.get_file_info([self.path(e) for e in old])
+            old = [e for e, info in zip(old, infos, strict=True) if info.mtime is None or info.mtime < cutoff]
+        for epoch in old:
+            self.fs.delete_file(self.path(epoch))
+
+    def drop_after(self, epoch: int) -> None:
+        """Delete the states of epochs after ``epoch`` (they will be trained again)."""
+        for later in self.epochs():
+            if later > epoch:
+                self.fs.delete_file(self.path(later))
 
     def load(self, epoch: int, map_location: Any = None) -> dict[str, Any]:
         import torch
@@ -246,6 +279,22 @@ class StateStore:
     def clear(self) -> None:
         if self.fs.get_file_info(self.dir).type == pafs.FileType.Directory:
             self.fs.delete_dir(self.dir)
+
+
+def resume_epoch(store: StateStore) -> int | None:
+    """The saved epoch to resume from: the one Ray Tune's checkpoint of this trial points at (what Tune and
+    ASHA have seen), if its state is still stored; else the newest stored one when Tune has a checkpoint
+    (its state rotated away: rare, see :class:`StateStore`); ``None`` (start afresh) without a checkpoint."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    saved = store.epochs()
+    with checkpoint.as_directory() as where:
+        pointer = Path(where) / POINTER_FILE
+        epoch = json.loads(pointer.read_text())["epoch"] if pointer.exists() else None
+    if epoch is not None and epoch in saved:
+        return int(epoch)
+    return saved[-1] if saved else None
 
 
 def fingerprint(train_config: Mapping[str, Any]) -> str:
@@ -263,6 +312,9 @@ def earlier_attempts(prior: Mapping[str, Any] | None) -> list[dict[str, Any]]:
         return []
     attempts = trial_attempts(prior)
     status = prior.get("status")
+    epochs_done = int(prior.get("epochs_done") or 0)
+    if attempts and attempts[-1].get("paused") and int(attempts[-1].get("epochs") or 0) == epochs_done:
+        return attempts  # paused at a rung by ASHA (recorded by the driver), not lost: resumed now
     if status in ("running", "failed", "stopped"):
         epochs = int(prior.get("epochs_done") or 0)
         reason = (
@@ -288,10 +340,29 @@ def earlier_attempts(prior: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return attempts
 
 
+def _ended_before(prior: Mapping[str, Any] | None, seed: int, hparams: Mapping[str, Any]) -> bool:
+    """Whether this trial already ended as ``stopped`` (its row says so, for this seed and configuration).
+
+    Tune runs such a trial again after a resume when ASHA stopped it while it was paused at a rung: Ray 2.60
+    sets a paused trial TERMINATED without saving that status (``TuneController.stop_trial`` of a trial with
+    no actor), so the saved experiment still holds it PAUSED. The trial then returns at once: nothing to
+    train, its row and epochs stay as they are, and Tune records it TERMINATED this time."""
+    if not prior or prior.get("status") != "stopped" or prior.get("seed") != seed:
+        return False
+    return all(prior.get(f"hp/{name}") == value for name, value in hparams.items())
+
+
 def _iso(value: Any) -> str | None:
     if value is None:
         return None
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def best_val_delta_p(records: list[Mapping[str, Any]]) -> float:
+    """The trial's best validation Δp so far (:func:`mtl.best_epoch.best_record`; NaN when none is finite),
+    as reported to Ray Tune."""
+    best = best_record(records)
+    return math.nan if best is None else float(best[SCORE])
 
 
 def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
@@ -304,7 +375,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
 
     t_start = time.monotonic()
     entered_at = _dt.datetime.now(_dt.UTC)  # the slot is busy from here: set-up (dataset, model) included
-    s = TrialSettings(**settings)
+    s = TrialSetup(**settings)
     logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)  # one line per checkpoint
     torch.set_num_threads(max(1, s.threads))
     ctx = tune.get_context()
@@ -326,6 +397,8 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     ):
         raise NonFiniteMetricError(f"{prior['error']} (recorded by an earlier attempt; not retried)")
 
+    if _ended_before(prior, seed, hparams):
+        return  # stopped by ASHA while paused at a rung; Tune's saved state missed it (see _ended_before)
     attempts = earlier_attempts(prior)  # a retried or resumed trial keeps the trace of each attempt
     config_dict = build_train_config(s, hparams, seed)
     trainer = Trainer(TrainConfig.from_dict(config_dict))
@@ -339,9 +412,12 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
         "wall_before": 0.0,
         "restarts": 0,
     }
-    saved = store.epochs()
-    if saved:
-        payload = store.load(saved[-1], map_location=trainer.device)
+    resume_from = resume_epoch(store)
+    if resume_from is None:
+        store.clear()  # Tune has no checkpoint of it: it starts afresh, as Tune and ASHA see it
+    else:
+        store.drop_after(resume_from)
+        payload = store.load(resume_from, map_location=trainer.device)
         if payload.get("fingerprint") == fingerprint(config_dict):
             trainer.load_state_dict(payload["trainer"])
             meta = {**payload["meta"], "restarts": int(payload["meta"]["restarts"]) + 1}
@@ -352,7 +428,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
     started_at = _dt.datetime.fromisoformat(meta["started_at"])
     if attempts:  # the trial started with its first attempt, wherever that one ran
         started_at = min(started_at, _dt.datetime.fromisoformat(str(attempts[0]["started_at"])))
-    meta["restarts"] = len(attempts)
+    meta["restarts"] = sum(1 for a in attempts if not a.get("paused"))  # a pause at a rung is no restart
     max_epochs = int(trainer.config.epochs)
     resolved = trainer.config.to_dict()
 
@@ -390,7 +466,7 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
             epoch=epoch,
             epochs_done=trainer.epoch,
             seed=seed,
-            best_val_delta_p=max(r["val_delta_p"] for r in trainer.records),
+            best_val_delta_p=best_val_delta_p(trainer.records),
         )
         with tempfile.TemporaryDirectory(prefix="mtl-study-") as tmp:
             (Path(tmp) / POINTER_FILE).write_text(json.dumps({"epoch": epoch, "state": state_path}))

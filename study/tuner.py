@@ -20,6 +20,7 @@ A study is one pool: the trials of all its (dataset, method) groups run concurre
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import logging
 import os
@@ -30,16 +31,18 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
+from results_store.compaction import compact_ended_trial
+from results_store.identity import TrialInfo
+from results_store.location import storage_uri
+from results_store.writer import ResultsWriter, trial_attempts
 from study.asha import ConfigASHA
-from study.compact import compact_ended_trial
 from study.layout import EXPERIMENT, experiment_path, tune_root
 from study.loggers import logger_callbacks
 from study.progress import ProgressPrinter, StudyProgress, fmt_delta
-from study.results import ResultsWriter, TrialInfo, storage_uri, trial_attempts
 from study.scheduler import StudyScheduler
 from study.schema import Group, Study
 from study.searcher import DEFAULT_KEY, GROUP_KEY, GroupSearch, StudySearcher, config_key
-from study.trial import StateStore, TrialSettings, run_trial, trial_seed
+from study.trial import StateStore, TrialSetup, run_trial, trial_seed
 
 TIME_ATTR = "epochs_done"
 PROGRESS_ENV = "MTL_STUDY_PROGRESS"  # "epochs": also one line per trial and epoch (default: the table only)
@@ -61,9 +64,10 @@ def quiet_ray() -> None:
     logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
 
 
-def trial_settings(study: Study, group: Group) -> TrialSettings:
+def trial_setup(study: Study, group: Group) -> TrialSetup:
+    """The :class:`~study.trial.TrialSetup` of ``group``'s trials."""
     train = study.train.model_dump()
-    return TrialSettings(
+    return TrialSetup(
         study=study.name,
         storage=storage_uri(study.storage),
         dataset=group.dataset,
@@ -87,7 +91,7 @@ def run_study_trial(config: dict[str, Any], groups: dict[str, dict[str, Any]]) -
 
 def make_trainable(study: Study) -> Any:
     """``run_study_trial`` with every group's settings and the per-trial resources attached."""
-    settings = {g.name: trial_settings(study, g).to_dict() for g in study.groups()}
+    settings = {g.name: trial_setup(study, g).to_dict() for g in study.groups()}
     trainable = tune.with_parameters(run_study_trial, groups=settings)
     resources = {"cpu": study.resources.cpus_per_trial, "gpu": study.resources.gpus_per_trial}
     return tune.with_resources(trainable, resources)
@@ -229,9 +233,10 @@ class StudyCallback(tune.Callback):
         self._printer: ProgressPrinter | None = None
         self._seen: set[str] = set()
         self._beat_at = 0.0  # monotonic time of the driver's last heartbeat (study.heartbeat)
+        self._paused: set[str] = set()  # trials seen PAUSED (by ASHA, at a rung) and not resumed since
 
     def __getstate__(self) -> dict[str, Any]:  # pickled with the Tuner: no stream, no live state
-        return {**self.__dict__, "_printer": None, "_seen": set(), "_beat_at": 0.0}
+        return {**self.__dict__, "_printer": None, "_seen": set(), "_beat_at": 0.0, "_paused": set()}
 
     def _heartbeat(self) -> None:
         """Say the driver is alive (``<study>/driver.json``, every :data:`study.heartbeat.BEAT_S` s)."""
@@ -278,9 +283,42 @@ class StudyCallback(tune.Callback):
                 )
             elif trial.status == "ERROR":
                 progress.ended(self._label(trial), trial.trial_id, "failed")
+        for trial in trials:  # paused by ASHA at a rung, waiting for its configuration's other seeds
+            if trial.status == "PAUSED" and trial.trial_id not in self._paused:
+                self._paused.add(trial.trial_id)
+                self._on_pause(trial)
         self.printer.draw()
 
+    def _on_pause(self, trial: Any) -> None:
+        """A trial ASHA paused at a rung: it holds no slot (counted as pending) and its row records the pause
+        as an attempt (so its resumption is not taken for a lost one, and ``study status`` shows it)."""
+        self.printer.progress.waiting(self._label(trial), trial.trial_id)
+        done = int((trial.last_result or {}).get(TIME_ATTR) or 0)
+        self._line(trial, f"paused at epoch {done} (ASHA rung): waiting for its configuration's other seeds")
+        group = self._group(trial)
+        writer = self._writer()
+        row = writer.read_trial_row(group.dataset, group.method, trial.trial_id)
+        if row is None or row.get("status") != "running":
+            return
+        attempts = trial_attempts(row)
+        first = row.get("started_at")
+        attempts.append(
+            {
+                "node_id": row.get("node_id"),
+                "host": row.get("host"),
+                "started_at": attempts[-1]["ended_at"] if attempts else getattr(first, "isoformat", str)(),
+                "ended_at": _dt.datetime.now(_dt.UTC).isoformat(),
+                "epochs": int(row.get("epochs_done") or 0),
+                "reason": f"paused at epoch {done} (an ASHA rung) for its configuration's other seeds",
+                "paused": True,
+            }
+        )
+        row["attempts"] = json.dumps(attempts, default=str)
+        self._rewrite(writer, group, row, "running")
+
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._paused.discard(trial.trial_id)  # a paused trial resumed
+
         self._seen.add(trial.trial_id)
         done = int((trial.last_result or {}).get(TIME_ATTR) or 0)
         self.printer.progress.started(self._label(trial), trial.trial_id, done)
@@ -400,7 +438,8 @@ class StudyCallback(tune.Callback):
         )
 
     def _compact(self, trial: Any) -> None:
-        """Fold the ended trial's epoch rows into one file (:func:`study.results.compact_trial`)."""
+        """Fold the ended trial's epoch rows into one file
+        (:func:`results_store.compaction.compact_trial`)."""
         group = self._group(trial)
         problem = compact_ended_trial(
             self.storage, self.study.name, group.dataset, group.method, trial.trial_id

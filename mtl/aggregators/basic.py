@@ -10,8 +10,13 @@ from mtl.aggregators.base import AggregationResult, Aggregator
 from mtl.aggregators.registry import AGGREGATORS
 from mtl.context import StepContext
 from mtl.errors import ConfigError
-
-ALPHA_STRATEGIES = ("max", "min", "mean", "median", "constant")
+from mtl.max_norm_settings import (
+    ALPHA_STRATEGIES,
+    DEFAULT_ALPHA_CONSTANT,
+    DEFAULT_ALPHA_STRATEGY,
+    DEFAULT_BETA,
+    DEFAULT_BETA_SIGMA,
+)
 
 
 @AGGREGATORS.register("sum")
@@ -51,15 +56,16 @@ class MaxNorm(Aggregator):
     Defaults ``β = 0.9``, ``σ = 0`` (constant β) are the reference code's (LibMTL's ``--DB_beta 0.9``,
     ``--DB_beta_sigma 0``): the paper grid-searches β ∈ {0.1, 0.5, 0.9} × σ ∈ {0, 0.5} and does not say which
     values its tables use, so where it is silent the reference code is followed. (The default was σ = 0.5.)
+    They are declared in the torch-free :mod:`mtl.max_norm_settings`, which :mod:`analysis` reads too.
     """
 
     def __init__(
         self,
         num_tasks: int,
-        beta: float = 0.9,
-        beta_sigma: float = 0.0,
-        alpha_strategy: str = "max",
-        alpha_constant: float = 1.0,
+        beta: float = DEFAULT_BETA,
+        beta_sigma: float = DEFAULT_BETA_SIGMA,
+        alpha_strategy: str = DEFAULT_ALPHA_STRATEGY,
+        alpha_constant: float = DEFAULT_ALPHA_CONSTANT,
     ) -> None:
         super().__init__(num_tasks)
         check_range("max_norm", "beta", beta, 0, 1, high_open=True)

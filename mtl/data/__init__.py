@@ -14,7 +14,6 @@ __all__ = [
     "MTLDataset",
     "MetricAccumulator",
     "TaskSpec",
-    "TrainDefaults",
     "build_dataset",
     "check_dataset",
     "check_model",

@@ -6,13 +6,14 @@ import os
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import torch
 from torch import Tensor
 
 from mtl.checks import check_architecture
+from mtl.config import TrainDefaults
 from mtl.errors import ConfigError
 from mtl.models.base import MultiTaskModel
 from mtl.registry import did_you_mean
@@ -27,19 +28,6 @@ class TaskSpec:
 
     name: str
     metrics: Mapping[str, bool]
-
-
-@dataclass(frozen=True)
-class TrainDefaults:
-    """The papers' training settings for a dataset (used where the trial config leaves them unset)."""
-
-    lr: float = 1e-3
-    batch_size: int = 128
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    scheduler_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    epochs: int = 100
 
 
 class MetricAccumulator(ABC):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from mtl.data.base import TrainDefaults
+from mtl.config import TrainDefaults
 from mtl.data.dense import DenseSceneDataset
 from mtl.data.registry import DATASETS
 
@@ -34,7 +34,6 @@ class Cityscapes(DenseSceneDataset):
     defaults = TrainDefaults(
         lr=1e-4,
         batch_size=64,
-        optimizer="adam",
         weight_decay=1e-5,
         scheduler="step",
         scheduler_kwargs={"step_size": 100, "gamma": 0.5},

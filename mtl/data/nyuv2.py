@@ -20,7 +20,7 @@ import os
 from collections.abc import Sequence
 from typing import ClassVar
 
-from mtl.data.base import TrainDefaults
+from mtl.config import TrainDefaults
 from mtl.data.dense import DenseSceneDataset
 from mtl.data.registry import DATASETS
 
@@ -36,7 +36,6 @@ class NYUv2(DenseSceneDataset):
     defaults = TrainDefaults(
         lr=1e-4,
         batch_size=8,
-        optimizer="adam",
         weight_decay=1e-5,
         scheduler="step",
         scheduler_kwargs={"step_size": 100, "gamma": 0.5},

@@ -46,12 +46,12 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mtl.checks import check_architecture
+from mtl.config import TrainDefaults
 from mtl.data.base import (
     SPLITS,
     MetricAccumulator,
     MTLDataset,
     TaskSpec,
-    TrainDefaults,
     epoch_generator,
 )
 from mtl.data.dense import random_subset, resolve_root
@@ -145,9 +145,7 @@ class OfficeDataset(MTLDataset):
     num_classes = 0
     architectures = (*OFFICE_ARCHITECTURES, *OFFICE_MOE_ARCHITECTURES)
     model_arguments = ("pretrained_path", "hidden_dim", "dropout", *MOE_ARGUMENTS)
-    defaults = TrainDefaults(
-        lr=1e-4, batch_size=64, optimizer="adam", weight_decay=1e-5, scheduler="none", epochs=100
-    )
+    defaults = TrainDefaults(lr=1e-4, batch_size=64, weight_decay=1e-5)  # Adam, no LR schedule, 100 epochs
 
     def __init__(
         self,

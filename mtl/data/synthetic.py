@@ -18,7 +18,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from mtl.checks import check_architecture
-from mtl.data.base import MetricAccumulator, MTLDataset, Nested, TaskSpec, TrainDefaults, epoch_order
+from mtl.config import TrainDefaults
+from mtl.data.base import MetricAccumulator, MTLDataset, Nested, TaskSpec, epoch_order
 from mtl.data.registry import DATASETS
 from mtl.errors import ConfigError
 from mtl.models.base import MultiTaskModel
@@ -55,7 +56,7 @@ class MAEAccumulator(MetricAccumulator):
 @DATASETS.register("synthetic")
 class SyntheticRegression(MTLDataset):
     name = "synthetic"
-    defaults = TrainDefaults(lr=1e-3, batch_size=64, optimizer="adam", epochs=20)
+    defaults = TrainDefaults(batch_size=64, epochs=20)  # Adam, lr 1e-3
     architectures = ("hps", *MOE_ARCHITECTURES)
     model_arguments = ("hidden", *MOE_ARGUMENTS)
     reference_note = (

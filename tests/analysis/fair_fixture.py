@@ -3,7 +3,7 @@
 Dataset ``fairsyn`` (tasks t0, t1; metric mae, lower is better; published reference t0 = 1, t1 = 2). Methods
 ``ew``, ``static``, ``db_mtl`` and ``famo`` (``famo`` has no paper-default rows), each with configurations
 ``lr`` ∈ {1e-3 (the paper default), 3e-3, 1e-2}, seeds 0-2, 5 epochs, written by the project's own
-:class:`study.results.ResultsWriter`; the trial rows then get the study side's new columns
+:class:`results_store.writer.ResultsWriter`; the trial rows then get the study side's new columns
 ``paper_default`` (bool), ``config_id`` (str), ``cpus``/``gpus`` (``famo`` rows store no ``cpus``, so
 1 CPU is assumed for them). Per-epoch values are seeded pseudo-random around a per-(method, configuration)
 level, so the best validation epoch and the last-k mean differ. ``db_mtl``'s tuned configuration beats
@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from study.results import ResultsWriter, TrialInfo
+from results_store.identity import TrialInfo
+from results_store.writer import ResultsWriter
 
 STUDY = "fair"
 DATASET = "fairsyn"

@@ -1,4 +1,5 @@
-"""A small study written by the project's own :class:`study.results.ResultsWriter`, with hand-chosen numbers.
+"""A small study written by the project's own :class:`results_store.writer.ResultsWriter`, with hand-chosen
+numbers.
 
 ``synthetic`` (tasks t0, t1; metric mae, lower is better; STL reference t0 = 1, t1 = 2; CPU):
   ew, si, max_norm: one configuration, seeds 0-2, completed;
@@ -19,7 +20,8 @@ import datetime as dt
 import math
 from dataclasses import dataclass, field
 
-from study.results import ResultsWriter, TrialInfo
+from results_store.identity import TrialInfo
+from results_store.writer import ResultsWriter
 
 STUDY = "fixture"
 HP_TYPES = {"beta": "float", "beta_sigma": "float", "alpha_strategy": "str"}

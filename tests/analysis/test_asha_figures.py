@@ -3,8 +3,8 @@ epochs they reached), and say which rule picked each plotted point."""
 
 from __future__ import annotations
 
-from analysis.load import CONFIG
-from analysis.plots import RULE_NOTE, _best_by, _db_mtl_trials, every_config
+from analysis.plots.db_mtl import RULE_NOTE, _best_by, _db_mtl_trials, every_config
+from results_store.labels import CONFIG
 from tests.analysis.fixture_study import specs
 
 

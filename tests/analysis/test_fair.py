@@ -16,8 +16,8 @@ from analysis.cli import main
 from analysis.fair import fair_comparison, fair_table
 from analysis.load import load_study
 from analysis.report import render_html, write_report
-from analysis.selection import protocol
-from study.results import read_epochs, read_trials
+from results_store.reader import read_epochs, read_trials
+from results_store.selection import protocol
 from tests.analysis.fair_fixture import DATASET, write_fair_study
 
 

@@ -15,7 +15,10 @@ from analysis.load import load_study
 from analysis.stats import compare
 from analysis.tables import ablation_table, delta_m_table, leaderboard
 from analysis.utilisation import busy_intervals, by_node, peak_concurrency, utilisation
-from study.results import COMPACTED, DIRECTION_PREFIX, ResultsWriter, TrialInfo, compact_trial
+from results_store.columns import COMPACTED, DIRECTION_PREFIX
+from results_store.compaction import compact_trial
+from results_store.identity import TrialInfo
+from results_store.writer import ResultsWriter
 from tests.analysis.fixture_study import NODES, T0, schedule, specs, wall_time, write_study
 
 V2_ONLY = ("balancer", "aggregator", "ended_at", COMPACTED)

@@ -10,10 +10,12 @@ import pytest
 
 from analysis.cli import main
 from analysis.load import load_study
-from analysis.plots import all_plots, cost_points, pareto_front
+from analysis.plots import all_plots
+from analysis.plots.cost import cost_points, pareto_front
 from analysis.report import write_report
 from analysis.tables import delta_m_table, leaderboard
-from study.results import ResultsWriter, TrialInfo
+from results_store.identity import TrialInfo
+from results_store.writer import ResultsWriter
 
 EXPECTED_FILES = {
     "fig5_beta",
@@ -105,7 +107,7 @@ def test_html_report_is_self_contained(study, figures, tmp_path):
     text = out.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     images = re.findall(r'<img [^>]*src="([^"]+)"', text)
-    assert len(images) == len(EXPECTED_FILES) + 2  # + the fair comparison's two figures (analysis.fair_plots)
+    assert len(images) == len(EXPECTED_FILES) + 2  # + the fair comparison's two figures (analysis.plots.fair)
     assert all(src.startswith("data:image/png;base64,") for src in images)
     assert not re.search(r'(src|href)="(?!data:)', text)  # no external images, scripts or stylesheets
     for needle in (

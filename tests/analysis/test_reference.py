@@ -11,7 +11,8 @@ from analysis.cli import main
 from analysis.load import load_study
 from analysis.reference import study_reference
 from analysis.tables import ablation_table, leaderboard
-from study.results import ResultsWriter, TrialInfo
+from results_store.identity import TrialInfo
+from results_store.writer import ResultsWriter
 
 STUDY = "ref"
 TASKS = ("t0", "t1")

@@ -1,4 +1,5 @@
-"""Selection protocols (analysis.selection): best_val as stored, last_k recomputed from the epoch rows."""
+"""Selection protocols (results_store.selection) as analysis applies them: best_val as stored, last_k
+recomputed from the epoch rows."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import pandas as pd
 import pytest
 
 from analysis.cli import main
-from analysis.load import load_study, select
-from analysis.selection import EPOCHS_USED, protocol
+from analysis.load import load_study
 from analysis.tables import ablation_table, delta_m_table, leaderboard
-from study.results import read_epochs, read_trials
+from results_store.reader import read_epochs, read_trials
+from results_store.selection import EPOCHS_USED, protocol, select
 from tests.analysis.fair_fixture import DATASET, EPOCHS, REF, write_fair_study
 from tests.analysis.test_reference import MTL as REF_MTL
 from tests.analysis.test_reference import _dp as _ref_dp
@@ -112,21 +113,6 @@ def test_bad_protocols_are_refused(fair_path, capsys):
         protocol("last_k", 0)
     assert main(["leaderboard", fair_path, "--selection", "last_k", "--last-k", "0"]) == 2
     assert "positive" in capsys.readouterr().err
-
-
-def test_config_id_separates_configurations_with_equal_hyperparameters():
-    from analysis.load import CONFIG, with_config
-
-    frame = pd.DataFrame(
-        {
-            "dataset": ["d"] * 4,
-            "method": ["m"] * 4,
-            "hp/lr": [0.1, 0.1, 0.1, 0.2],
-            "config_id": ["a", "a", "b", None],
-        }
-    )
-    labels = list(with_config(frame)[CONFIG])
-    assert labels == ["lr=0.1 [a]", "lr=0.1 [a]", "lr=0.1 [b]", "lr=0.2"]
 
 
 def test_last_k_against_the_studys_own_stl_runs_in_either_order(path):  # noqa: F811 (the fixture)

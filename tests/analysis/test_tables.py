@@ -7,11 +7,11 @@ import statistics
 
 import pytest
 
-from analysis.load import select
 from analysis.metrics import higher_is_better, metric_columns
 from analysis.render import render
 from analysis.table_model import Cell
 from analysis.tables import ablation_table, delta_m_table, leaderboard
+from results_store.selection import select
 from tests.analysis.fixture_study import delta_p, trials_of
 
 

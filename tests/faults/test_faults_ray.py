@@ -24,8 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from results_store.reader import read_epochs, read_trials
 from study.faults import FAULTS_ENV
-from study.results import read_epochs, read_trials
 from study.runner import run_study
 from study.schema import validate_study
 
@@ -228,7 +228,7 @@ def test_worker_node_removed_mid_study(tmp_path, monkeypatch):
     assert (trials["status"] == "completed").all()
     moved = trials.set_index("trial_id").loc[removed["trial_id"]]
     assert moved["restarts"] >= 1 and moved["node_id"] != worker.node_id  # finished on the head node
-    from study.results import trial_attempts
+    from results_store.writer import trial_attempts
 
     attempts = trial_attempts(moved)  # the lost attempt is on record: the removed node, and why it ended
     assert len(attempts) == moved["restarts"] and attempts[0]["node_id"] == worker.node_id

@@ -21,8 +21,9 @@ import time
 import pytest
 import yaml
 
+from results_store.reader import read_epochs, read_trials
+from results_store.writer import trial_attempts
 from study.cli import main
-from study.results import read_epochs, read_trials, trial_attempts
 from tests.faults.test_faults_ray import check_outcome
 from tests.study.conftest import session_pids, study_dict
 

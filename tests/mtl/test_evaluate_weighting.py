@@ -7,7 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from mtl.data import build_dataset
-from mtl.train import evaluate
+from mtl.training.evaluate import evaluate
 
 
 def test_split_loss_is_the_per_sample_mean_with_an_unequal_last_batch():

@@ -162,8 +162,7 @@ def test_a_trial_config_is_validated_once(monkeypatch):
 def test_a_chosen_scheduler_does_not_inherit_the_datasets_scheduler_arguments():
     """QM9's paper scheduler is plateau (factor 0.7, patience 5): a study that picks `scheduler: none` (the
     QM9 quickstart) must not get plateau's arguments, which `none` refuses (a trial failed on that)."""
-    from mtl.data.base import TrainDefaults
-    from mtl.train import resolve_config
+    from mtl.config import TrainDefaults, resolve_config
 
     class WithPlateau:
         defaults = TrainDefaults(scheduler="plateau", scheduler_kwargs={"factor": 0.7, "patience": 5})

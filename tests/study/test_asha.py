@@ -1,6 +1,7 @@
 """ASHA per configuration (issue 22 item 3), with fake trials: the seeds of one configuration are promoted or
 stopped together, on the mean of their rung scores, against the other configurations of the group; a seed
-that arrives early is not judged alone; the rung state survives the searcher's save/restore."""
+that arrives early is paused there until its siblings arrive (not judged alone), then resumed or stopped with
+them; the rung state survives the searcher's save/restore."""
 
 from __future__ import annotations
 
@@ -14,7 +15,24 @@ from study.asha import ConfigASHA, rung_milestones
 from study.scheduler import StudyScheduler
 from study.searcher import GROUP_KEY, GroupSearch, StudySearcher, config_key
 
-CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
+CONTINUE, STOP, PAUSE = TrialScheduler.CONTINUE, TrialScheduler.STOP, TrialScheduler.PAUSE
+
+
+class Controller:
+    """Tune's controller as a scheduler sees it: ``stop_trial`` of a PAUSED trial calls the scheduler's
+    ``on_trial_remove`` (Ray 2.60 ``TuneController.stop_trial``)."""
+
+    def __init__(self, sched, trials=()) -> None:
+        self.sched = sched
+        self.stopped: list[str] = []
+        self.trials = {t.trial_id: t for t in trials}
+
+    def get_trials(self) -> list:
+        return list(self.trials.values())
+
+    def stop_trial(self, trial) -> None:
+        self.stopped.append(trial.trial_id)
+        self.sched.on_trial_remove(self, trial)
 
 
 def trial(config: str, seed: int, group: str = "g") -> SimpleNamespace:
@@ -52,13 +70,15 @@ def test_one_configuration_never_stops_a_seed():
     """The cluster bug: with one configuration and seeds [0, 1], per-seed ASHA stopped seed 1."""
     sched = asha()
     a0, a1 = trial("a", 0), trial("a", 1)
+    ctl = Controller(sched, (a0, a1))
     for t in (a0, a1):
-        sched.on_trial_add(None, t)
-    for step in range(1, 4):
-        assert sched.on_trial_result(None, a0, result(step, 10.0)) == CONTINUE
-        assert sched.on_trial_result(None, a1, result(step, -50.0)) == CONTINUE
-    assert sched.on_trial_result(None, a0, result(4, 10.0)) == STOP  # max_t, as Ray's ASHA
-    assert not sched.cut
+        sched.on_trial_add(ctl, t)
+    for step in range(1, 4):  # rungs 1, 2 (and max_t 4): seed 0 waits at each for seed 1
+        assert sched.on_trial_result(ctl, a0, result(step, 10.0)) == (PAUSE if step in (1, 2) else CONTINUE)
+        assert sched.on_trial_result(ctl, a1, result(step, -50.0)) == CONTINUE
+        assert not sched.waiting  # seed 1 completed the decision: seed 0 may resume
+    assert sched.on_trial_result(ctl, a0, result(4, 10.0)) == STOP  # max_t, as Ray's ASHA
+    assert not sched.cut and not ctl.stopped
     # the same results through Ray's per-seed ASHA stop the worse seed
     ray = ASHAScheduler(time_attr="t", metric="m", mode="max", max_t=4, grace_period=1, reduction_factor=2)
     for t in (a0, a1):
@@ -72,17 +92,19 @@ def test_decision_uses_the_mean_over_seeds():
     and Ray's ASHA keeps it; per configuration a is below b's mean and both of a's seeds stop."""
     sched = asha()
     trials = {(c, s): trial(c, s) for c in "ab" for s in (0, 1)}
+    ctl = Controller(sched, trials.values())
     for t in trials.values():
-        sched.on_trial_add(None, t)
-    assert sched.on_trial_result(None, trials["b", 0], result(1, 6.0)) == CONTINUE
-    assert sched.on_trial_result(None, trials["b", 1], result(1, 6.0)) == CONTINUE
-    assert sched.on_trial_result(None, trials["a", 0], result(1, 10.0)) == CONTINUE  # waits for a's seed 1
-    assert sched.on_trial_result(None, trials["a", 1], result(1, 0.0)) == STOP
+        sched.on_trial_add(ctl, t)
+    assert sched.on_trial_result(ctl, trials["b", 0], result(1, 6.0)) == PAUSE  # waits for b's seed 1
+    assert sched.waiting_ids() == {"b_s0"}
+    assert sched.on_trial_result(ctl, trials["b", 1], result(1, 6.0)) == CONTINUE
+    assert sched.waiting_ids() == set()  # b promoted: its seed 0 may resume
+    assert sched.on_trial_result(ctl, trials["a", 0], result(1, 10.0)) == PAUSE  # waits for a's seed 1
+    assert sched.on_trial_result(ctl, trials["a", 1], result(1, 0.0)) == STOP
+    assert ctl.stopped == ["a_s0"] and not sched.waiting  # a cut: the paused seed is stopped with it
     key = {c: config_key(trials[c, 0].config) for c in "ab"}
     assert sched.recorded[1] == {key["b"]: 6.0, key["a"]: 5.0}
-    # a's seed 0 ran on past the rung (no PAUSE) and is stopped at its next result; b's seeds go on
-    assert sched.on_trial_result(None, trials["a", 0], result(2, 12.0)) == STOP
-    assert sched.on_trial_result(None, trials["b", 0], result(2, 6.0)) == CONTINUE
+    assert sched.num_stopped == 2
     ray = ASHAScheduler(time_attr="t", metric="m", mode="max", max_t=4, grace_period=1, reduction_factor=2)
     for t in trials.values():
         ray.on_trial_add(None, t)
@@ -100,35 +122,66 @@ def test_stopped_configuration_stops_all_seeds_and_promoted_one_continues():
     means = {"c0": 5.0, "c1": 1.0, "c2": 7.0, "c3": 3.0}  # decided in this order
     offsets = (-2.0, 0.0, 2.0)
     trials = {(c, s): trial(c, s) for c in means for s in range(3)}
+    ctl = Controller(sched, trials.values())
     for t in trials.values():
-        sched.on_trial_add(None, t)
+        sched.on_trial_add(ctl, t)
     first = {}
     for c, mean in means.items():
         for s, off in enumerate(offsets):
-            first[c, s] = sched.on_trial_result(None, trials[c, s], result(1, mean + off))
+            first[c, s] = sched.on_trial_result(ctl, trials[c, s], result(1, mean + off))
     # c0 alone: kept; c1 (1 < 5): cut; c2 (7 >= median(5, 1) = 3): kept; c3 (3 < median(5, 1, 7) = 5): cut
     assert set(sched.cut) == {config_key(trials["c1", 0].config), config_key(trials["c3", 0].config)}
     for c in means:
-        later = [sched.on_trial_result(None, trials[c, s], result(2, means[c])) for s in range(3)]
         expect = STOP if c in ("c1", "c3") else CONTINUE
-        assert later == [expect] * 3, c
+        assert first[c, 0] == first[c, 1] == PAUSE  # the early seeds waited (not judged alone)
         assert first[c, 2] == expect  # the seed completing the decision learns it at once
-        assert first[c, 0] == first[c, 1] == CONTINUE  # the early seeds waited (not judged alone)
+    assert ctl.stopped == ["c1_s0", "c1_s1", "c3_s0", "c3_s1"]  # the cut ones' waiting seeds, with it
+    assert not sched.waiting  # the promoted ones' waiting seeds are free to resume
+    for c in ("c0", "c2"):  # at rung 2 they wait for each other again
+        assert [sched.on_trial_result(ctl, trials[c, s], result(2, means[c])) for s in range(3)] == [
+            PAUSE,
+            PAUSE,
+            CONTINUE,  # c0 first at rung 2; c2 (7) not below c0's 5
+        ]
 
 
 def test_a_failed_seed_does_not_block_its_configuration():
     """A seed that ends below the rung (failed) no longer counts: its siblings are judged without it."""
     sched = asha()
     b0, b1, a0, a1 = trial("b", 0), trial("b", 1), trial("a", 0), trial("a", 1)
+    ctl = Controller(sched, (b0, b1, a0, a1))
     for t in (b0, b1, a0, a1):
-        sched.on_trial_add(None, t)
-    sched.on_trial_result(None, b0, result(1, 6.0))
-    sched.on_trial_result(None, b1, result(1, 6.0))
-    assert sched.on_trial_result(None, a0, result(1, 1.0)) == CONTINUE  # waits for a's seed 1
+        sched.on_trial_add(ctl, t)
+    sched.on_trial_result(ctl, b0, result(1, 6.0))
+    sched.on_trial_result(ctl, b1, result(1, 6.0))
+    assert sched.on_trial_result(ctl, a0, result(1, 1.0)) == PAUSE  # waits for a's seed 1
     a1.last_result = {}
-    sched.on_trial_error(None, a1)  # a's seed 1 failed before reaching the rung
+    sched.on_trial_error(ctl, a1)  # a's seed 1 failed before reaching the rung
     assert config_key(a0.config) in sched.cut  # judged on seed 0 alone: 1 < 6
-    assert sched.on_trial_result(None, a0, result(2, 1.0)) == STOP
+    assert ctl.stopped == ["a_s0"]  # and the waiting seed 0 is stopped
+
+
+def test_the_study_scheduler_resumes_promoted_seeds_first_and_never_a_waiting_one():
+    """``choose_trial_to_run``: a paused trial whose configuration was promoted, then pending ones in Tune's
+    order; a trial waiting at a rung is never resumed; the searcher leaves waiting trials out of its cap."""
+    sched = StudyScheduler(lambda _g: asha())
+    a0, a1, b0 = trial("a", 0), trial("a", 1), trial("b", 0)
+    ctl = Controller(sched, (a0, a1, b0))
+    for t in (a0, a1, b0):
+        sched.on_trial_add(ctl, t)
+    assert sched.on_trial_result(ctl, a0, result(1, 1.0)) == PAUSE
+    a0.status, a1.status, b0.status = "PAUSED", "PENDING", "PENDING"
+    assert sched.waiting_ids() == {"a_s0"}
+    assert sched.choose_trial_to_run(ctl) is a1  # not the waiting a0
+    a1.status = "RUNNING"
+    assert sched.on_trial_result(ctl, a1, result(1, 1.0)) == CONTINUE  # a promoted (alone in its group)
+    assert sched.choose_trial_to_run(ctl) is a0  # resumed before the pending b0
+    searcher = StudySearcher({"g": GroupSearch("g", {}, [0, 1], "optuna", 2, 0, study_name="g")}, "m", "max")
+    searcher.companion = sched
+    searcher.max_concurrent = 1
+    sched.on_trial_result(ctl, b0, result(1, 1.0))  # b0's seed 1 has not run: b0 waits at rung 1
+    searcher.live["g"] = {"b_s0"}
+    assert sched.waiting_ids() == {"b_s0"} and searcher.running() == 0  # its sibling can start
 
 
 def test_min_mode_and_nan_scores():
@@ -162,13 +215,15 @@ def _events(n_configs: int = 6, seeds: int = 2, seed: int = 0) -> list[tuple[str
 
 
 def _replay(sched: StudyScheduler, events, stopped: set[str]) -> None:
+    ctl = Controller(sched)
     for c, s, t, m in events:
-        tr = trial(c, s)
-        if tr.trial_id in stopped:
+        tr = ctl.trials.setdefault(f"{c}_s{s}", trial(c, s))
+        if tr.trial_id in stopped or tr.trial_id in ctl.stopped:
             continue
-        if sched.on_trial_result(None, tr, result(t, m)) == STOP:
+        if sched.on_trial_result(ctl, tr, result(t, m)) == STOP:
             stopped.add(tr.trial_id)
-            sched.on_trial_complete(None, tr, result(t, m))
+            sched.on_trial_complete(ctl, tr, result(t, m))
+    stopped.update(ctl.stopped)
 
 
 def _study_parts() -> tuple[StudySearcher, StudyScheduler]:
@@ -197,3 +252,29 @@ def test_resumed_scheduler_stops_the_same_configurations(tmp_path, split):
     assert stopped == stopped_whole
     assert resumed.schedulers["g"].cut == whole.schedulers["g"].cut
     assert 0 < len(whole.schedulers["g"].cut) < 6  # some configurations cut, some promoted
+
+
+def test_a_seed_waiting_at_a_rung_keeps_waiting_after_a_resume():
+    """Saved while seed 0 waits at rung 1 and restored (Tune brings the trial back PENDING): it is not run
+    before seed 1 reaches the rung; then it resumes (promoted) -- or would be stopped with it (cut)."""
+    sched = StudyScheduler(lambda _g: asha())
+    a0, a1 = trial("a", 0), trial("a", 1)
+    ctl = Controller(sched, (a0, a1))
+    for t in (a0, a1):
+        sched.on_trial_add(ctl, t)
+    assert sched.on_trial_result(ctl, a0, result(1, 3.0)) == PAUSE
+    saved = sched.state_dict()
+    assert saved["g"]["waiting"] == {"a_s0": 1.0}
+
+    restored = StudyScheduler(lambda _g: asha())
+    restored.load_state_dict(saved)
+    a0, a1 = trial("a", 0), trial("a", 1)  # Tune's restored trial objects
+    ctl = Controller(restored, (a0, a1))
+    for t in (a0, a1):
+        restored.on_trial_add(ctl, t)
+    a0.status = a1.status = "PENDING"
+    assert restored.choose_trial_to_run(ctl) is a1  # a0 still waits for its sibling
+    a1.status = "RUNNING"
+    assert restored.on_trial_result(ctl, a1, result(1, 5.0)) == CONTINUE
+    assert restored.waiting_ids() == set() and restored.choose_trial_to_run(ctl) is a0
+    assert restored.schedulers["g"].recorded[1] == {config_key(a0.config): 4.0}  # the mean of 3 and 5

@@ -8,10 +8,12 @@ import datetime as dt
 
 import pandas as pd
 
+from results_store.identity import TrialInfo
+from results_store.reader import read_trials
+from results_store.writer import ResultsWriter, trial_attempts
 from study.cli import attempt_lines
-from study.results import ResultsWriter, TrialInfo, read_trials, trial_attempts
 from study.trial import earlier_attempts
-from tests.study.test_results import record
+from tests.results.test_writer import record
 
 T0 = dt.datetime(2026, 12, 4, 10, 0, tzinfo=dt.UTC)
 

@@ -40,7 +40,7 @@ def test_the_summary_says_what_delta_p_is_measured_against(monkeypatch):
     trials = pd.DataFrame({"dataset": ["synthetic"], "status": ["completed"], "wall_time": [1.0],
                            "time_total": [1.0]})  # fmt: skip
     monkeypatch.setattr("study.runner.load_trials", lambda location: trials)
-    monkeypatch.setattr("study.runner.describe_best", lambda t: ["best trial on synthetic: ..."])
+    monkeypatch.setattr("study.runner.describe_best", lambda t: ["best configuration on synthetic: ..."])
     report = SimpleNamespace(study="s", location="/x", interrupted=False, wall_time=1.0, ray_start_time=0.1,
                              epochs_path="/x/epochs", trials_path="/x/trials")  # fmt: skip
     printed: list[str] = []

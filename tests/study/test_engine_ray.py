@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from results_store.reader import read_epochs, read_trials
 from study.cluster import ClusterError
 from study.faults import FAULTS_ENV
-from study.results import read_epochs, read_trials
 from study.runner import STUDY_FILE, run_study, tune_statuses
 from study.schema import validate_study
 

@@ -11,12 +11,15 @@ import pandas as pd
 import pytest
 from ray.tune.search import Searcher
 
+from results_store.columns import config_id
+from results_store.identity import TrialInfo
+from results_store.reader import read_epochs, read_trials
+from results_store.writer import ResultsWriter
 from study.layout import DEFAULT_KEY
-from study.results import ResultsWriter, TrialInfo, config_id, read_epochs, read_trials
 from study.runner import budget_lines, device_hours
 from study.schema import StudyError, load_study, validate_study
 from study.searcher import GROUP_KEY
-from study.trial import TrialSettings, build_train_config
+from study.trial import TrialSetup, build_train_config
 from study.tuner import make_searcher
 
 from .conftest import study_dict
@@ -86,7 +89,7 @@ def test_no_space_with_defaults_is_one_default_configuration(tmp_path):
 def test_scheduler_arguments_start_from_the_datasets_paper_arguments():
     """Searching plateau patience on QM9 changes patience only: factor and min_lr stay the paper's."""
     hp = ["scheduler_kwargs.patience"]
-    settings = TrialSettings("s", "/tmp/x", "qm9", "ew", {"epochs": 3}, [0], hp, {})
+    settings = TrialSetup("s", "/tmp/x", "qm9", "ew", {"epochs": 3}, [0], hp, {})
     config = build_train_config(settings, {"scheduler_kwargs.patience": 9}, seed=0)
     assert config["scheduler"] == "plateau"
     assert config["scheduler_kwargs"] == {"factor": 0.7, "patience": 9, "min_lr": 1e-5}

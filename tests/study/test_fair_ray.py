@@ -10,8 +10,8 @@ import pickle
 import pytest
 import yaml
 
+from results_store.reader import read_epochs, read_trials
 from study.cli import main
-from study.results import read_epochs, read_trials
 
 from .conftest import study_dict
 

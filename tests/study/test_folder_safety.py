@@ -8,11 +8,13 @@ import shutil
 
 import pytest
 
+from results_store.identity import TrialInfo
+from results_store.reader import read_epochs, read_trials
+from results_store.writer import ResultsWriter
 from study import cluster
-from study.results import ResultsWriter, TrialInfo, read_epochs, read_trials
 from study.runner import ORIGIN_FILE, StudyStateError, find_study, run_study
 from study.schema import parse_study
-from tests.study.test_results import record
+from tests.results.test_writer import record
 
 TEXT = """name: safe
 datasets: [{name: synthetic, kwargs: {n_train: 64}}]

@@ -60,9 +60,9 @@ def test_groups_use_the_canonical_name_and_it_survives_a_reload():
 
 
 def test_trial_rows_get_the_parts_and_directions():
-    from study.trial import TrialSettings, trial_info
+    from study.trial import TrialSetup, trial_info
 
-    settings = TrialSettings(
+    settings = TrialSetup(
         study="s",
         storage="/tmp/x",
         dataset="synthetic",

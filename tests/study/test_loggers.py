@@ -57,7 +57,7 @@ def test_tensorboard_and_mlflow_receive_every_trial_and_epoch(tmp_path):
     from mlflow.tracking import MlflowClient
     from tensorboardX.proto import event_pb2
 
-    from study.results import read_trials
+    from results_store.reader import read_trials
     from study.runner import run_study
 
     epochs = 2

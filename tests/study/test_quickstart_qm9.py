@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from study.results import read_epochs, read_trials
+from results_store.reader import read_epochs, read_trials
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "search_spaces" / "quickstart.yaml"
 

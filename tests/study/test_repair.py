@@ -10,9 +10,10 @@ import shutil
 
 import pytest
 
+from results_store.reader import CorruptResultsError, read_epochs, read_trials
+from results_store.writer import ResultsWriter
 from study.cli import main as study_main
 from study.repair import health, repair_study
-from study.results import CorruptResultsError, ResultsWriter, read_epochs, read_trials
 from tests.study.test_folder_safety import TEXT, _write_study
 
 

@@ -10,7 +10,7 @@ import yaml
 from study.cli import main
 from study.cluster import ClusterError, check_resources
 from study.schema import Resources, StudyError, load_study, parse_study, validate_study
-from study.space import apply_hparams, destination, to_optuna, to_tune
+from study.space import apply_hparams, destination
 
 from .conftest import study_dict
 
@@ -229,9 +229,7 @@ def test_repro_study_has_the_four_variants_and_stl_per_task_and_seed():
 def test_space_conversion_and_routing():
     study = parse_study(GOOD, default_name="x")
     space = study.groups()[1].space
-    assert type(to_tune(space["beta"])).__name__ == "Categorical"
-    assert to_tune(space["beta"], as_grid=True) == {"grid_search": [0.1, 0.5, 0.9]}
-    assert to_optuna(space["lr"]).log is True
+    assert space["lr"].dist.to_optuna().log is True
     assert destination("lr") == ("lr", None)
     assert destination("model.hidden") == ("model_kwargs", "hidden")
     assert destination("beta") == ("method_kwargs", "beta")

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from results_store.reader import read_epochs, read_trials
 from study.cli import main
 from study.faults import FAULTS_ENV
-from study.results import read_epochs, read_trials
 from study.runner import StudyStateError, run_study, tune_statuses
 from study.schema import validate_study
 from study.tuner import PROGRESS_ENV
@@ -193,7 +193,7 @@ def test_interrupted_study_resumes_with_each_row_once(tmp_path, capsys):
 
     assert main(["resume", "interrupted", "--storage", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
-    assert "Parquet results" in out and "best trial on synthetic" in out
+    assert "Parquet results" in out and "best configuration on synthetic" in out
 
     location = tmp_path / "results" / "interrupted"
     epochs, trials = read_epochs(str(location)), read_trials(str(location))

@@ -1,4 +1,4 @@
-"""The Ray-free Parquet writer/reader of study results (DESIGN §6)."""
+"""The Ray-free Parquet writer of study results, read back through the reader (DESIGN §6)."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from study.results import (
-    SCHEMA_VERSION,
-    ResultsWriter,
-    TrialInfo,
-    hp_columns,
-    infer_hp_type,
-    read_epochs,
-    read_trials,
-    summarize_records,
-)
+from results_store.columns import SCHEMA_VERSION, hp_columns, infer_hp_type
+from results_store.identity import TrialInfo
+from results_store.reader import read_epochs, read_trials
+from results_store.writer import ResultsWriter
 
 HP_TYPES = {"beta": "float", "alpha_strategy": "str", "lr": "float"}
 
@@ -131,13 +125,13 @@ def test_helpers():
     assert infer_hp_type([1, 2]) == "int"
     assert infer_hp_type([True, False]) == "bool"
     assert infer_hp_type(["max", 1]) == "str"
-    s = summarize_records([record(0, math.nan), record(1, -2.0), record(2, -2.0)])
-    assert s["best_epoch"] == 1 and s["epochs_done"] == 3
-    assert summarize_records([record(0, math.nan)])["best_epoch"] is None
 
 
-def test_results_module_imports_no_ray_or_torch():
-    code = "import sys, study.results; print('ray' in sys.modules, 'torch' in sys.modules)"
+def test_results_modules_import_no_ray_or_torch():
+    code = (
+        "import sys, results_store.writer, results_store.reader; "
+        "print('ray' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 

@@ -1,5 +1,5 @@
-"""The fair comparison's figures (issue 22), drawn with the machinery of :mod:`analysis.plots` (PNG + PDF,
-a :class:`~analysis.plots.Figure` with a note instead of an exception when there is nothing to draw):
+"""The fair comparison's figures (issue 22), PNG + PDF like every figure (:mod:`analysis.plots.base`: a
+:class:`~analysis.plots.base.Figure` with a note instead of an exception when there is nothing to draw):
 
 * :func:`plot_default_vs_tuned` — per dataset, each method's test Δp with its paper-default configuration
   (open circle) and tuned on validation (filled, with its 95 % t-interval over seeds), an arrow from default
@@ -13,12 +13,11 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from analysis.fair import FairResult
 from analysis.load import Study
-from analysis.plots import Figure, _panels, _save, method_colors
+from analysis.plots.base import Figure, draw_each, method_colors, panels, save
 
 
 def plot_default_vs_tuned(study: Study, results: list[FairResult], out_dir: Path) -> Figure:
@@ -29,7 +28,7 @@ def plot_default_vs_tuned(study: Study, results: list[FairResult], out_dir: Path
         fig_.note = "skipped: no method has a tuned test Δp yet"
         return fig_
     colors = method_colors(study)
-    fig, axes = _panels(len(drawn), width=5.5, height=0.5 + 0.45 * max(len(r.methods) for r in drawn))
+    fig, axes = panels(len(drawn), width=5.5, height=0.5 + 0.45 * max(len(r.methods) for r in drawn))
     for ax, result in zip(axes, drawn):
         methods = [m for m in result.methods if math.isfinite(m.tuned_dp.mean)]
         for y, m in enumerate(methods):
@@ -67,7 +66,7 @@ def plot_default_vs_tuned(study: Study, results: list[FairResult], out_dir: Path
         va="top",
         fontsize=7,
     )
-    fig_.paths = _save(fig, out_dir, fig_.name)
+    fig_.paths = save(fig, out_dir, fig_.name)
     return fig_
 
 
@@ -78,7 +77,7 @@ def plot_rank_distribution(study: Study, results: list[FairResult], out_dir: Pat
     if not drawn:
         fig_.note = "skipped: fewer than 2 tuned methods sharing 2 seeds on every dataset"
         return fig_
-    fig, axes = _panels(len(drawn), width=5.0, height=0.8 + 0.45 * max(len(r.ranks.fractions) for r in drawn))
+    fig, axes = panels(len(drawn), width=5.0, height=0.8 + 0.45 * max(len(r.ranks.fractions) for r in drawn))
     for ax, result in zip(axes, drawn):
         order = [m.method for m in result.methods if m.method in result.ranks.fractions]
         grid = np.array([result.ranks.fractions[m] for m in order])
@@ -96,20 +95,14 @@ def plot_rank_distribution(study: Study, results: list[FairResult], out_dir: Pat
     fig.suptitle(fig_.title)
     how = "; ".join(dict.fromkeys(r.ranks.how for r in drawn))
     fig.text(0.5, -0.02, f"% of resamples; {how}", ha="center", va="top", fontsize=7)
-    fig_.paths = _save(fig, out_dir, fig_.name)
+    fig_.paths = save(fig, out_dir, fig_.name)
     return fig_
 
 
-def fair_plots(study: Study, results: list[FairResult], out_dir: Path) -> list[Figure]:
-    """Both figures of the fair comparison into ``out_dir``; a figure that fails is reported as skipped with
-    the error (as :func:`analysis.plots.all_plots` does)."""
-    out_dir = Path(out_dir)
-    figures = []
-    for plot in (plot_default_vs_tuned, plot_rank_distribution):
-        try:
-            figures.append(plot(study, results, out_dir))
-        except Exception as exc:
-            plt.close("all")
-            title = plot.__doc__.splitlines()[0] if plot.__doc__ else plot.__name__
-            figures.append(Figure(plot.__name__, title, note=f"failed: {type(exc).__name__}: {exc}"))
-    return figures
+FAIR_PLOTS = (plot_default_vs_tuned, plot_rank_distribution)
+
+
+def fair_plots(study: Study, results: list[FairResult], out_dir: str | Path) -> list[Figure]:
+    """Every figure of :data:`FAIR_PLOTS` into ``out_dir``; a figure that fails is reported as skipped with
+    the error (:func:`analysis.plots.base.draw_each`)."""
+    return draw_each(FAIR_PLOTS, study, results, Path(out_dir))
