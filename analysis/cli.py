@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "fair",
         cmd_fair,
-        "paper defaults vs tuned per method: Δp/Δm with 95% intervals, ranks, Kendall τ, P(beats tuned "
+        "paper defaults vs tuned per method: Δp/Δm with 95%% intervals, ranks, Kendall τ, P(beats tuned "
         "EW/static) by paired bootstrap, P(rank 1), device-hours, verdicts",
     )
     p.add_argument("--format", choices=formats, default="text")

@@ -17,7 +17,7 @@ and reference (:mod:`analysis.reference`):
 * **P(#1)**: the fraction of paired resamples (seeds every tuned method ran) in which the method ranks
   first (:func:`analysis.bootstrap.rank_distribution`);
 * **device-hours**: over *all* the method's trials on the dataset (every configuration and status):
-  Σ (``ended_at`` − ``started_at``; while running, its ``wall_time`` so far, else the last ``updated_at``)
+  Σ ``wall_time`` (:mod:`results_store.budget`: the time each trial ran, not the waits between its attempts)
   × ``gpus``, or × ``cpus`` where ``gpus`` is 0 or missing (CPU-core-hours), 1 CPU assumed where ``cpus`` is
   missing (said); methods with fewer than 2 seeds are left out of the rank distribution (said);
 * a verdict per method against each baseline, with the thresholds :data:`BEATS` / :data:`WORSE`.
@@ -48,6 +48,7 @@ from analysis.bootstrap import (
 from analysis.identity import EW, methods_with
 from analysis.load import Study
 from analysis.table_model import LEGEND, RUNNING_FLAG, STOPPED_FLAG, Cell, Column, Row, Table
+from results_store.budget import device_factor, slot_seconds
 from results_store.selection import Selection, select
 
 PAPER_DEFAULT = "paper_default"
@@ -98,22 +99,12 @@ def device_hours(trials: pd.DataFrame) -> DeviceHours:
     notes = []
     if "started_at" not in trials.columns:
         return DeviceHours({m: math.nan for m in trials["method"]}, ("no started_at: device-hours unknown",))
-    start = pd.to_datetime(trials["started_at"], utc=True)
-    end = (
-        pd.to_datetime(trials["ended_at"], utc=True)
-        if "ended_at" in trials
-        else pd.Series(pd.NaT, index=trials.index)
-    )
-    if "wall_time" in trials.columns:  # running: its start + the wall time of its latest row
-        end = end.fillna(start + pd.to_timedelta(trials["wall_time"].astype(float), unit="s"))
-    if "updated_at" in trials.columns:
-        end = end.fillna(pd.to_datetime(trials["updated_at"], utc=True))
-    seconds = (end - start).dt.total_seconds().clip(lower=0.0)
+    seconds = slot_seconds(trials)
+    factor, _ = device_factor(trials)
     gpus = trials["gpus"].astype(float) if "gpus" in trials.columns else pd.Series(np.nan, index=trials.index)
     cpus = trials["cpus"].astype(float) if "cpus" in trials.columns else pd.Series(np.nan, index=trials.index)
     on_gpu = gpus.fillna(0.0) > 0
     assumed = int((~on_gpu & cpus.isna()).sum())
-    factor = gpus.where(on_gpu, cpus.fillna(1.0))
     hours = (seconds * factor / 3600.0).groupby(trials["method"]).sum(min_count=1)
     unknown = int(seconds.isna().sum())
     if on_gpu.any() and (~on_gpu).any():
@@ -122,7 +113,8 @@ def device_hours(trials: pd.DataFrame) -> DeviceHours:
     notes.insert(
         0,
         f"device-hours ({kind}) = Σ over all the method's trials (every configuration and status) of "
-        "(ended_at − started_at; while running its wall_time so far) × gpus, or × cpus where gpus is 0 or "
+        "its wall_time (the time it ran, not waits between attempts such as a pause at an ASHA rung) × gpus, "
+        "or × cpus where gpus is 0 or "
         "missing",
     )
     if assumed:

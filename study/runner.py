@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow.fs as pafs
 
 from mtl.errors import ConfigError
+from results_store.budget import trial_hours
 from results_store.columns import EPOCHS_DIR, TRIALS_DIR
 from results_store.labels import with_config
 from results_store.location import resolve_storage, storage_uri
@@ -312,15 +313,12 @@ def describe_best(trials: pd.DataFrame) -> list[str]:
 
 
 def device_hours(trials: pd.DataFrame) -> tuple[float, str]:
-    """Device-hours the trials used, with their unit: Σ ``wall_time`` x ``gpus`` in GPU-h when the trials
-    held GPUs, else Σ ``wall_time`` x ``cpus`` in CPU-core-h (resources unknown, as in rows written before
-    they were recorded: one CPU)."""
-    wall = trials["wall_time"].fillna(0.0).astype(float) if "wall_time" in trials else pd.Series(dtype=float)
-    gpus = trials["gpus"].fillna(0.0).astype(float) if "gpus" in trials else pd.Series(0.0, index=wall.index)
-    cpus = trials["cpus"].fillna(1.0).astype(float) if "cpus" in trials else pd.Series(1.0, index=wall.index)
-    if (gpus > 0).any():
-        return float((wall * gpus).sum()) / 3600.0, "GPU-h"
-    return float((wall * cpus).sum()) / 3600.0, "CPU-core-h"
+    """Device-hours the trials used, with their unit (:func:`results_store.budget.trial_hours`: each
+    trial's ``wall_time`` x ``gpus`` in GPU-h when the trials held GPUs, else x ``cpus`` in CPU-core-h)."""
+    if trials.empty:
+        return 0.0, "CPU-core-h"
+    hours, unit = trial_hours(trials)
+    return float(hours.fillna(0.0).sum()), unit
 
 
 def budget_lines(trials: pd.DataFrame) -> list[str]:

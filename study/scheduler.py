@@ -32,11 +32,19 @@ class StudyScheduler(TrialScheduler):
     """Routes each trial to the scheduler of its group, made on first use by ``make(group)``."""
 
     def __init__(
-        self, make: Callable[[str], TrialScheduler], groups: Mapping[str, Any] | None = None
+        self,
+        make: Callable[[str], TrialScheduler],
+        groups: Mapping[str, Any] | None = None,
+        max_running: int | None = None,
+        max_running_per_group: int | None = None,
     ) -> None:
         super().__init__()
         self.make = make
         self.schedulers: dict[str, TrialScheduler] = {}
+        # the study's caps, binding here too: a paused seed freed its slot, which the searcher may have
+        # given to a new trial; it resumes only when a slot is free again
+        self.max_running = max_running
+        self.max_running_per_group = max_running_per_group
         for name in groups or ():
             self.of(name)
 
@@ -80,13 +88,22 @@ class StudyScheduler(TrialScheduler):
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
         """A resumable paused trial first, else the first pending one (in Tune's order), else ``None``."""
         trials = tune_controller.get_trials()
+        running = [t for t in trials if t.status == "RUNNING"]
+        if self.max_running is not None and len(running) >= self.max_running:
+            return None
+        per_group: dict[str, int] = {}
+        for t in running:
+            per_group[group_of(t)] = per_group.get(group_of(t), 0) + 1
         waiting = self.waiting_ids()
-        for trial in trials:
-            if trial.status == "PAUSED" and trial.trial_id not in waiting:
-                return trial
-        for trial in trials:  # a resumed study's waiting trials come back PENDING: they wait still
-            if trial.status == "PENDING" and trial.trial_id not in waiting:
-                return trial
+
+        def free(trial: Any) -> bool:
+            cap = self.max_running_per_group
+            return trial.trial_id not in waiting and (cap is None or per_group.get(group_of(trial), 0) < cap)
+
+        for status in ("PAUSED", "PENDING"):  # a resumed study's waiting trials come back PENDING
+            for trial in trials:
+                if trial.status == status and free(trial):
+                    return trial
         return None
 
     def state_dict(self) -> dict[str, Any]:

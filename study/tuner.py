@@ -161,7 +161,12 @@ def make_scheduler(study: Study) -> StudyScheduler:
             config_key=lambda trial: config_key(trial.config),
         )
 
-    return StudyScheduler(make, [g.name for g in study.groups()])
+    return StudyScheduler(
+        make,
+        [g.name for g in study.groups()],
+        max_running=study.resources.max_concurrent_trials,
+        max_running_per_group=study.resources.max_concurrent_per_group,
+    )
 
 
 def _pending_limit(searcher: StudySearcher) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,30 @@ def ray_clean(monkeypatch: pytest.MonkeyPatch):
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+def start_study(path, log, **env: str) -> subprocess.Popen:
+    """``study run path`` as a subprocess in its own session (so the test can kill it whole), output to the
+    open file ``log``; ``env`` added to this environment (Ray's auth disabled)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "run", str(path)],
+        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "RAY_AUTH_MODE": "disabled", **env},
+    )
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL a study started by :func:`start_study` -- the driver, its local Ray and the trials -- and
+    make sure nothing of its session is left (stragglers killed after 30 s)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while session_pids(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in session_pids(proc.pid):
+        os.kill(pid, signal.SIGKILL)
 
 
 def session_pids(sid: int) -> list[int]:

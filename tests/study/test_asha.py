@@ -278,3 +278,21 @@ def test_a_seed_waiting_at_a_rung_keeps_waiting_after_a_resume():
     assert restored.on_trial_result(ctl, a1, result(1, 5.0)) == CONTINUE
     assert restored.waiting_ids() == set() and restored.choose_trial_to_run(ctl) is a0
     assert restored.schedulers["g"].recorded[1] == {config_key(a0.config): 4.0}  # the mean of 3 and 5
+
+
+def test_a_released_seed_resumes_only_under_the_study_cap():
+    """Its slot went to another trial while it waited: with the cap reached, nothing is started."""
+    sched = StudyScheduler(lambda _g: asha(), max_running=2, max_running_per_group=None)
+    a0, a1, b0 = trial("a", 0), trial("a", 1), trial("b", 0)
+    ctl = Controller(sched, (a0, a1, b0))
+    for t in (a0, a1, b0):
+        sched.on_trial_add(ctl, t)
+    sched.on_trial_result(ctl, a0, result(1, 1.0))  # waits
+    sched.on_trial_result(ctl, a1, result(1, 1.0))  # promoted: a0 released
+    a0.status, a1.status, b0.status = "PAUSED", "RUNNING", "RUNNING"
+    assert sched.choose_trial_to_run(ctl) is None  # 2 running = the cap
+    b0.status = "TERMINATED"
+    assert sched.choose_trial_to_run(ctl) is a0
+    capped = StudyScheduler(lambda _g: asha(), max_running_per_group=1)
+    ctl = Controller(capped, (a0, a1, b0))
+    assert capped.choose_trial_to_run(ctl) is None  # a1 runs in group g: a0 waits for the group's slot

@@ -8,10 +8,6 @@ the same in every run; the trials are seeded, so their metrics are too."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,7 @@ import yaml
 from results_store.reader import read_epochs, read_trials
 from study.cli import main
 
-from .conftest import session_pids, study_dict
+from .conftest import kill_session, start_study, study_dict
 
 pytestmark = pytest.mark.usefixtures("ray_clean")
 
@@ -92,15 +88,8 @@ def kill_after_saved_cut(path: Path, location: Path, log_path: Path) -> None:
     """Run the study as a subprocess and SIGKILL its whole session (driver, Ray, trials) once Tune has saved
     the experiment after ASHA cut a configuration, before the study ends. Tune saves every
     ``TUNE_GLOBAL_CHECKPOINT_S`` seconds (10 by default, longer than these trials take): 1 here."""
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "TUNE_GLOBAL_CHECKPOINT_S": "1"}
     with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "study.cli", "run", str(path)],
-            start_new_session=True,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        proc = start_study(path, log, TUNE_GLOBAL_CHECKPOINT_S="1")
         deadline = time.monotonic() + 180
         try:
             while time.monotonic() < deadline:
@@ -112,13 +101,7 @@ def kill_after_saved_cut(path: Path, location: Path, log_path: Path) -> None:
             else:
                 pytest.fail("Tune never saved the experiment after ASHA's first cut")
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            deadline = time.monotonic() + 30
-            while session_pids(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            for pid in session_pids(proc.pid):  # stragglers of the session this test started
-                os.kill(pid, signal.SIGKILL)
+            kill_session(proc)
 
 
 @pytest.mark.slow  # three Ray start-ups: about 90 s on 2 cores

@@ -4,11 +4,7 @@ an interrupted and resumed study, and a two-node cluster. Each test starts and s
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -22,7 +18,7 @@ from study.runner import StudyStateError, run_study, tune_statuses
 from study.schema import validate_study
 from study.tuner import PROGRESS_ENV
 
-from .conftest import OBJECT_STORE, session_pids, study_dict
+from .conftest import OBJECT_STORE, kill_session, start_study, study_dict
 
 pytestmark = pytest.mark.usefixtures("ray_clean")
 
@@ -163,15 +159,8 @@ def test_interrupted_study_resumes_with_each_row_once(tmp_path, capsys):
     )
     path = tmp_path / "interrupted.yaml"
     path.write_text(yaml.safe_dump(data))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     log = (tmp_path / "run.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "study.cli", "run", str(path)],
-        start_new_session=True,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    proc = start_study(path, log)
     epochs_dir = tmp_path / "results" / "interrupted" / "epochs"
     deadline = time.monotonic() + 180
     try:
@@ -180,14 +169,8 @@ def test_interrupted_study_resumes_with_each_row_once(tmp_path, capsys):
             time.sleep(0.2)
         assert len(list(epochs_dir.rglob("*.parquet"))) >= 4, "the study never got going"
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its local Ray and the trials, mid-way
-        proc.wait()
+        kill_session(proc)  # the driver, its local Ray and the trials, mid-way
         log.close()
-        deadline = time.monotonic() + 30
-        while session_pids(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        for pid in session_pids(proc.pid):  # stragglers of the session this test started
-            os.kill(pid, signal.SIGKILL)
     before = read_trials(str(tmp_path / "results" / "interrupted"))
     assert len(before) < 4 or (before["status"] != "completed").any()  # it really stopped mid-way
 
