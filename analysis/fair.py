@@ -48,7 +48,7 @@ from analysis.bootstrap import (
 from analysis.identity import EW, methods_with
 from analysis.load import Study
 from analysis.table_model import LEGEND, RUNNING_FLAG, STOPPED_FLAG, Cell, Column, Row, Table
-from results_store.budget import device_factor, slot_seconds
+from results_store.budget import trial_hours
 from results_store.selection import Selection, select
 
 PAPER_DEFAULT = "paper_default"
@@ -99,14 +99,13 @@ def device_hours(trials: pd.DataFrame) -> DeviceHours:
     notes = []
     if "started_at" not in trials.columns:
         return DeviceHours({m: math.nan for m in trials["method"]}, ("no started_at: device-hours unknown",))
-    seconds = slot_seconds(trials)
-    factor, _ = device_factor(trials)
+    per_trial, _ = trial_hours(trials)
+    hours = per_trial.groupby(trials["method"]).sum(min_count=1)
+    unknown = int(per_trial.isna().sum())
     gpus = trials["gpus"].astype(float) if "gpus" in trials.columns else pd.Series(np.nan, index=trials.index)
     cpus = trials["cpus"].astype(float) if "cpus" in trials.columns else pd.Series(np.nan, index=trials.index)
     on_gpu = gpus.fillna(0.0) > 0
-    assumed = int((~on_gpu & cpus.isna()).sum())
-    hours = (seconds * factor / 3600.0).groupby(trials["method"]).sum(min_count=1)
-    unknown = int(seconds.isna().sum())
+    assumed = int((~on_gpu & cpus.isna()).sum())  # said in the notes: trial_hours counts them as 1 CPU
     if on_gpu.any() and (~on_gpu).any():
         notes.append("device-hours mix GPU-hours (trials with gpus > 0) and CPU-core-hours (the others)")
     kind = "GPU-hours" if on_gpu.all() else "CPU-core-hours" if not on_gpu.any() else "device-hours"

@@ -341,3 +341,25 @@ def trial_attempts(row: Mapping[str, Any]) -> list[dict[str, Any]]:
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return []
     return list(json.loads(text))
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
+def ended_attempt(row: Mapping[str, Any], ended_at: Any, reason: str, paused: bool = False) -> dict[str, Any]:
+    """The attempt that wrote ``row`` as it ended (on ``row``'s node, after ``row['epochs_done']`` epochs),
+    to append to :func:`trial_attempts`. Its start is not stored: it began where the attempt before it ended
+    (or at the trial's start). ``paused``: ASHA paused it at a rung; the trial goes on, it was not lost."""
+    earlier = trial_attempts(row)
+    attempt = {
+        "node_id": row.get("node_id"),
+        "host": row.get("host"),
+        "started_at": earlier[-1]["ended_at"] if earlier else _iso(row.get("started_at")),
+        "ended_at": _iso(ended_at),
+        "epochs": int(row.get("epochs_done") or 0),
+        "reason": str(reason),
+    }
+    return {**attempt, "paused": True} if paused else attempt

@@ -119,9 +119,6 @@ class ConfigASHA(TrialScheduler):
         """The trials paused at a rung until their configuration's decision (they hold no slot)."""
         return set(self.waiting)
 
-    def is_waiting(self, trial: Any) -> bool:
-        return trial.trial_id in self.waiting
-
     def _release(self, tune_controller: Any, config: str) -> None:
         """After a decision on ``config``: its paused seeds are stopped if it was cut, else may resume (once
         no rung at or below where they paused is undecided)."""

@@ -48,7 +48,7 @@ from ray import tune
 from mtl.best_epoch import SCORE, best_record
 from results_store.identity import TrialInfo
 from results_store.location import resolve_storage
-from results_store.writer import ResultsWriter, trial_attempts
+from results_store.writer import ResultsWriter, ended_attempt, trial_attempts
 from study.faults import (
     FaultyStorage,
     InjectedFault,
@@ -311,12 +311,10 @@ def earlier_attempts(prior: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     if not prior:
         return []
     attempts = trial_attempts(prior)
-    status = prior.get("status")
-    epochs_done = int(prior.get("epochs_done") or 0)
-    if attempts and attempts[-1].get("paused") and int(attempts[-1].get("epochs") or 0) == epochs_done:
+    epochs = int(prior.get("epochs_done") or 0)
+    if attempts and attempts[-1].get("paused") and int(attempts[-1].get("epochs") or 0) == epochs:
         return attempts  # paused at a rung by ASHA (recorded by the driver), not lost: resumed now
-    if status in ("running", "failed", "stopped"):
-        epochs = int(prior.get("epochs_done") or 0)
+    if prior.get("status") in ("running", "failed", "stopped"):
         reason = (
             prior.get("error")
             or (
@@ -326,17 +324,7 @@ def earlier_attempts(prior: Mapping[str, Any] | None) -> list[dict[str, Any]]:
             )
             + ": its process, its node or the driver was lost"
         )
-        attempts.append(
-            {
-                "node_id": prior.get("node_id"),
-                "host": prior.get("host"),
-                # a retry's own start is not stored: it began once the attempt before it was lost
-                "started_at": attempts[-1]["ended_at"] if attempts else _iso(prior.get("started_at")),
-                "ended_at": _iso(prior.get("updated_at")),
-                "epochs": epochs,
-                "reason": str(reason),
-            }
-        )
+        attempts.append(ended_attempt(prior, prior.get("updated_at"), reason))
     return attempts
 
 
@@ -350,12 +338,6 @@ def _ended_before(prior: Mapping[str, Any] | None, seed: int, hparams: Mapping[s
     if not prior or prior.get("status") != "stopped" or prior.get("seed") != seed:
         return False
     return all(prior.get(f"hp/{name}") == value for name, value in hparams.items())
-
-
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def best_val_delta_p(records: list[Mapping[str, Any]]) -> float:

@@ -34,7 +34,7 @@ from ray.tune.schedulers import FIFOScheduler
 from results_store.compaction import compact_ended_trial
 from results_store.identity import TrialInfo
 from results_store.location import storage_uri
-from results_store.writer import ResultsWriter, trial_attempts
+from results_store.writer import ResultsWriter, ended_attempt, trial_attempts
 from study.asha import ConfigASHA
 from study.layout import EXPERIMENT, experiment_path, tune_root
 from study.loggers import logger_callbacks
@@ -305,20 +305,9 @@ class StudyCallback(tune.Callback):
         row = writer.read_trial_row(group.dataset, group.method, trial.trial_id)
         if row is None or row.get("status") != "running":
             return
-        attempts = trial_attempts(row)
-        first = row.get("started_at")
-        attempts.append(
-            {
-                "node_id": row.get("node_id"),
-                "host": row.get("host"),
-                "started_at": attempts[-1]["ended_at"] if attempts else getattr(first, "isoformat", str)(),
-                "ended_at": _dt.datetime.now(_dt.UTC).isoformat(),
-                "epochs": int(row.get("epochs_done") or 0),
-                "reason": f"paused at epoch {done} (an ASHA rung) for its configuration's other seeds",
-                "paused": True,
-            }
-        )
-        row["attempts"] = json.dumps(attempts, default=str)
+        reason = f"paused at epoch {done} (an ASHA rung) for its configuration's other seeds"
+        pause = ended_attempt(row, _dt.datetime.now(_dt.UTC), reason, paused=True)
+        row["attempts"] = json.dumps([*trial_attempts(row), pause], default=str)
         self._rewrite(writer, group, row, "running")
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
