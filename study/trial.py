@@ -333,8 +333,8 @@ def _ended_before(prior: Mapping[str, Any] | None, seed: int, hparams: Mapping[s
 
     Tune runs such a trial again after a resume when ASHA stopped it while it was paused at a rung: Ray 2.60
     sets a paused trial TERMINATED without saving that status (``TuneController.stop_trial`` of a trial with
-    no actor), so the saved experiment still holds it PAUSED. The trial then returns at once: nothing to
-    train, its row and epochs stay as they are, and Tune records it TERMINATED this time."""
+    no actor), so the saved experiment still holds it PAUSED. The trial then reports its stored result once
+    and returns: nothing to train, its row and epochs stay as they are, and Tune records it TERMINATED."""
     if not prior or prior.get("status") != "stopped" or prior.get("seed") != seed:
         return False
     return all(prior.get(f"hp/{name}") == value for name, value in hparams.items())
@@ -380,7 +380,21 @@ def run_trial(config: dict[str, Any], settings: dict[str, Any]) -> None:
         raise NonFiniteMetricError(f"{prior['error']} (recorded by an earlier attempt; not retried)")
 
     if _ended_before(prior, seed, hparams):
-        return  # stopped by ASHA while paused at a rung; Tune's saved state missed it (see _ended_before)
+        # stopped by ASHA while paused at a rung; Tune's saved state missed it (see _ended_before). Tune
+        # requires the study's metric in a trial's final result: report the stored one (its best val Δp;
+        # its configuration is cut, so ASHA stops it at once) and train nothing
+        done = int(prior.get("epochs_done") or 0)
+        best = prior.get("best_val_delta_p")
+        tune.report(
+            {
+                "val_delta_p": best,
+                "best_val_delta_p": best,
+                "epochs_done": done,
+                "epoch": done - 1,
+                "seed": seed,
+            }
+        )
+        return
     attempts = earlier_attempts(prior)  # a retried or resumed trial keeps the trace of each attempt
     config_dict = build_train_config(s, hparams, seed)
     trainer = Trainer(TrainConfig.from_dict(config_dict))
